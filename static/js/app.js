@@ -1,0 +1,45 @@
+// Small glue the server-rendered pages need: confirmations and the shared <dialog>.
+(function () {
+  "use strict";
+
+  document.addEventListener("submit", function (event) {
+    var form = event.target;
+    var question = form.getAttribute && form.getAttribute("data-confirm");
+    if (question && !window.confirm(question)) {
+      event.preventDefault();
+      event.stopImmediatePropagation();
+    }
+  }, true);
+
+  function modal() { return document.getElementById("modal"); }
+
+  // A fragment swapped into the dialog opens it; an empty swap closes it.
+  document.addEventListener("htmx:afterSwap", function (event) {
+    var dialog = modal();
+    if (!dialog || event.detail.target !== dialog) { return; }
+    if (dialog.innerHTML.trim() === "") {
+      if (dialog.open) { dialog.close(); }
+    } else if (!dialog.open) {
+      dialog.showModal();
+    }
+  });
+
+  // The server can close the dialog with the HX-Trigger header "closeModal" (it bubbles to document).
+  document.addEventListener("closeModal", function () {
+    var dialog = modal();
+    if (dialog && dialog.open) { dialog.close(); }
+  });
+
+  document.addEventListener("click", function (event) {
+    var closer = event.target.closest && event.target.closest("[data-close-modal]");
+    if (closer) {
+      var dialog = modal();
+      if (dialog && dialog.open) { dialog.close(); }
+    }
+  });
+
+  // Clear the dialog when it closes, so stale forms never reappear.
+  document.addEventListener("close", function (event) {
+    if (event.target === modal()) { event.target.innerHTML = ""; }
+  }, true);
+})();

@@ -1,0 +1,268 @@
+"""Fixtures every test layer shares: a migrated database, a real Redis, a real RQ worker,
+the app served on loopback, and a logged-in Chromium page."""
+import base64
+import hashlib
+import re
+import shutil
+import threading
+from pathlib import Path
+
+import pytest
+from werkzeug.serving import make_server
+
+from webapp import create_app
+from webapp.config import HTMX_CDN_URL, HTMX_SRI, ROOT
+from webapp.embedded_redis import RedisServer
+
+SHARED = ROOT.parent / "shared"
+EVENTS_DIR = SHARED / "stripe-events"
+CACHE = ROOT / "tests" / ".cache"
+HTMX_FILE = CACHE / "htmx.min.js"
+ADMIN_EMAIL = "admin@example.com"
+ADMIN_PASSWORD = "correct horse battery"
+
+
+# --- Redis and database ---------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def redis_server():
+    """One real redis-server per test process, on a free port."""
+    server = RedisServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def migrated_template(tmp_path_factory):
+    """A SQLite file migrated once with Flask-Migrate; each test gets a copy."""
+    from flask_migrate import upgrade
+
+    path = tmp_path_factory.mktemp("template") / "template.sqlite3"
+    app = create_app({"DATABASE_URL": f"sqlite:///{path}", "SECRET_KEY": "t", "ENCRYPTION_KEY": _fernet_key(),
+                      "INSTANCE_PATH": str(path.parent), "REDIS_URL": "redis://127.0.0.1:1/0"})
+    with app.app_context():
+        upgrade(directory=str(ROOT / "migrations"))
+        from webapp.extensions import db
+        db.engine.dispose()
+    return path
+
+
+def _fernet_key() -> str:
+    """A fixed test Fernet key."""
+    return base64.urlsafe_b64encode(b"0" * 32).decode()
+
+
+@pytest.fixture
+def app_config(tmp_path, migrated_template, redis_server):
+    """The test mapping for create_app; tests may tweak it before the app fixture builds."""
+    db_path = tmp_path / "crm.sqlite3"
+    shutil.copy(migrated_template, db_path)
+    return {
+        "TESTING": True,
+        "DATABASE_URL": f"sqlite:///{db_path}",
+        "REDIS_URL": redis_server.url,
+        "SECRET_KEY": "test-secret",
+        "ENCRYPTION_KEY": _fernet_key(),
+        "INSTANCE_PATH": str(tmp_path),
+        "PUBLIC_BASE_URL": "https://crm.example.test",
+        "RATELIMIT_STORAGE_URI": redis_server.url,
+    }
+
+
+@pytest.fixture
+def app(app_config, redis_server):
+    """A fresh app on its own database and an emptied Redis."""
+    import redis
+
+    redis.Redis.from_url(redis_server.url).flushdb()
+    application = create_app(app_config)
+    with application.app_context():
+        yield application
+        from webapp.extensions import db
+        db.session.remove()
+        db.engine.dispose()
+
+
+@pytest.fixture
+def db(app):
+    """The SQLAlchemy handle, inside an app context."""
+    from webapp.extensions import db as _db
+    return _db
+
+
+# --- users and the Flask test client ----------------------------------------------------------
+
+@pytest.fixture
+def admin(app):
+    """The first admin, created through the domain function."""
+    from webapp.auth.service import create_user
+    return create_user(ADMIN_EMAIL, ADMIN_PASSWORD)
+
+
+CSRF_RE = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"|"X-CSRFToken": "([^"]+)"')
+
+
+def csrf_from(html: str) -> str:
+    """Pull a CSRF token out of a rendered page, as a browser form would submit it."""
+    match = CSRF_RE.search(html)
+    assert match, "page has no CSRF token"
+    return match.group(1) or match.group(2)
+
+
+class Client:
+    """The Flask test client plus the page's CSRF token, so tests post as a browser would."""
+
+    def __init__(self, flask_client):
+        self.raw = flask_client
+        self.token = None
+
+    def get(self, url, **kw):
+        resp = self.raw.get(url, **kw)
+        text = resp.get_data(as_text=True)
+        if resp.mimetype == "text/html" and ("csrf_token" in text or "X-CSRFToken" in text):
+            self.token = csrf_from(text)
+        return resp
+
+    def post(self, url, data=None, htmx=False, **kw):
+        if self.token is None:
+            self.get("/login")
+        data = dict(data or {})
+        headers = dict(kw.pop("headers", {}) or {})
+        if htmx:
+            headers.update({"HX-Request": "true", "X-CSRFToken": self.token})
+        else:
+            data.setdefault("csrf_token", self.token)
+        return self.raw.post(url, data=data, headers=headers, **kw)
+
+
+@pytest.fixture
+def client(app):
+    """A browser-like client with no session."""
+    return Client(app.test_client())
+
+
+@pytest.fixture
+def auth_client(app, admin):
+    """A client logged in as the admin through the real login form."""
+    c = Client(app.test_client())
+    c.get("/login")
+    resp = c.post("/login", {"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD})
+    assert resp.status_code == 302, resp.get_data(as_text=True)
+    return c
+
+
+# --- RQ -----------------------------------------------------------------------------------------
+
+@pytest.fixture
+def run_worker(app):
+    """Run a real RQ worker in burst mode until the queue is empty."""
+    from rq import SimpleWorker
+
+    from webapp.redis_queue import get_queue, get_redis
+
+    def run():
+        worker = SimpleWorker([get_queue()], connection=get_redis())
+        worker.work(burst=True, with_scheduler=False)
+        from webapp.extensions import db as _db
+        _db.session.remove()
+        return worker
+    return run
+
+
+# --- live server and browser -------------------------------------------------------------------
+
+class LiveServer:
+    """The app served by a threaded WSGI server on a loopback port."""
+
+    def __init__(self, application):
+        self.server = make_server("127.0.0.1", 0, application, threaded=True)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.thread.join(5)
+
+
+@pytest.fixture
+def live_server(app):
+    """The app on loopback for the browser."""
+    with LiveServer(app) as server:
+        yield server
+
+
+def _sri(data: bytes) -> str:
+    """Subresource-integrity value of a file."""
+    return "sha384-" + base64.b64encode(hashlib.sha384(data).digest()).decode()
+
+
+@pytest.fixture(scope="session")
+def htmx_js():
+    """The same htmx file the CDN serves, fetched from the npm registry by scripts/test."""
+    if not HTMX_FILE.exists():
+        pytest.fail(f"{HTMX_FILE} is missing: run scripts/test, which fetches htmx from the npm registry")
+    data = HTMX_FILE.read_bytes()
+    assert _sri(data) == HTMX_SRI, "the cached htmx file does not match the pinned SRI hash"
+    return data
+
+
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--disable-dev-shm-usage"]
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Debian's Chromium driven by Playwright; never a downloaded browser."""
+    from playwright.sync_api import sync_playwright
+
+    exe = shutil.which("chromium") or "/usr/bin/chromium"
+    if not Path(exe).exists():
+        pytest.fail("Debian's chromium is not installed: run scripts/test, which installs it")
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=exe, headless=True, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser, live_server, htmx_js):
+    """A fresh browser page whose only reachable hosts are the live server and the (local) htmx CDN."""
+    context = browser.new_context(base_url=live_server.url)
+    blocked = []
+
+    def route(r):
+        url = r.request.url
+        if url == HTMX_CDN_URL:
+            r.fulfill(status=200, body=htmx_js, headers={"Content-Type": "application/javascript",
+                                                         "Access-Control-Allow-Origin": "*"})
+        elif url.startswith(live_server.url):
+            r.continue_()
+        else:
+            blocked.append(url)
+            r.abort()
+
+    context.route("**/*", route)
+    pg = context.new_page()
+    pg.set_default_timeout(10_000)
+    errors = []
+    pg.on("pageerror", lambda exc: errors.append(str(exc)))
+    yield pg
+    context.close()
+    assert not errors, f"JavaScript errors on the page: {errors}"
+    assert not blocked, f"the page tried to reach the internet: {blocked}"
+
+
+@pytest.fixture
+def logged_in_page(page, admin):
+    """A browser page after logging in through the form."""
+    page.goto("/login")
+    page.get_by_label("Email").fill(ADMIN_EMAIL)
+    page.get_by_label("Password").fill(ADMIN_PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_url("**/contacts")
+    return page

@@ -1,0 +1,178 @@
+"""Application factory: config, extensions, blueprints, login gate and error pages."""
+import logging
+from urllib.parse import urlsplit
+
+from flask import Flask, redirect, render_template, request, url_for
+from flask_login import current_user
+from flask_wtf.csrf import CSRFError
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+
+from webapp import config as config_module
+from webapp.extensions import csrf, db, limiter, login_manager, migrate
+from webapp.instance_secrets import encryption_key, secret_key
+
+log = logging.getLogger(__name__)
+
+# Endpoints reachable without logging in; every other one requires a user.
+PUBLIC_ENDPOINTS = {"auth.login", "auth.setup", "static", "health.healthz"}
+PUBLIC_BLUEPRINTS = {"webhooks"}
+
+
+def create_app(config=None) -> Flask:
+    """Build a configured app; `config` (a mapping) wins over defaults and the environment."""
+    cfg = config_module.build(config)
+    app = Flask(__name__, instance_path=cfg["INSTANCE_PATH"],
+                template_folder=str(config_module.ROOT / "templates"),
+                static_folder=str(config_module.ROOT / "static"))
+    app.config.update(cfg)
+    if not app.config["SECRET_KEY"]:
+        app.config["SECRET_KEY"] = secret_key(app.instance_path)
+    if not app.config["ENCRYPTION_KEY"]:
+        app.config["ENCRYPTION_KEY"] = encryption_key(app.instance_path)
+    if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite:///"):
+        config_module.INSTANCE.mkdir(exist_ok=True)
+    register_extensions(app)
+    register_blueprints(app)
+    register_gate(app)
+    register_errors(app)
+    register_template_globals(app)
+    register_cli(app)
+    return app
+
+
+@event.listens_for(Engine, "connect")
+def _sqlite_pragmas(dbapi_conn, _record):
+    """WAL and a busy timeout let the web process and workers share one SQLite file."""
+    if type(dbapi_conn).__module__.startswith("sqlite3"):
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA busy_timeout=10000")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.close()
+
+
+def register_extensions(app: Flask) -> None:
+    """Bind the unbound extensions to this app."""
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(config_module.ROOT / "migrations"), render_as_batch=True)
+    csrf.init_app(app)
+    login_manager.init_app(app)
+    login_manager.login_view = "auth.login"
+    login_manager.login_message = "Please log in to continue."
+    app.config.setdefault("RATELIMIT_STORAGE_URI", app.config["REDIS_URL"])
+    app.config.setdefault("RATELIMIT_HEADERS_ENABLED", False)
+    limiter.init_app(app)
+
+    from webapp.auth.models import User
+
+    @login_manager.user_loader
+    def load_user(user_id):
+        """Flask-Login's hook to turn the session's id into a user."""
+        return db.session.get(User, int(user_id)) if user_id.isdigit() else None
+
+
+def register_blueprints(app: Flask) -> None:
+    """One blueprint per surface."""
+    from webapp.auth.views import bp as auth_bp
+    from webapp.crm.views import bp as crm_bp
+    from webapp.settings.views import bp as settings_bp
+    from webapp.stripe_app.views import bp as apps_bp
+    from webapp.webhooks.views import bp as webhooks_bp
+
+    for bp in (auth_bp, crm_bp, apps_bp, settings_bp, webhooks_bp):
+        app.register_blueprint(bp)
+    csrf.exempt(webhooks_bp)
+
+
+def register_gate(app: Flask) -> None:
+    """Send visitors to first-run setup or login, so no view can forget to require a user."""
+    from webapp.auth.service import has_users
+
+    @app.before_request
+    def require_login():
+        """Every page but login, setup, static files and webhooks needs a logged-in user."""
+        endpoint = request.endpoint or ""
+        if endpoint in PUBLIC_ENDPOINTS or request.blueprint in PUBLIC_BLUEPRINTS:
+            return None
+        if not has_users():
+            return redirect(url_for("auth.setup"))
+        if not current_user.is_authenticated:
+            if request.headers.get("HX-Request"):
+                # A full redirect inside a fragment would paint the login page into a table cell.
+                resp = app.response_class(status=401)
+                resp.headers["HX-Redirect"] = url_for("auth.login")
+                return resp
+            return login_manager.unauthorized()
+        return None
+
+    @app.after_request
+    def security_headers(resp):
+        """Defence in depth for every page."""
+        cdn = urlsplit(app.config["HTMX_URL"])
+        script_src = "'self'" + (f" {cdn.scheme}://{cdn.netloc}" if cdn.netloc else "")
+        resp.headers.setdefault("X-Content-Type-Options", "nosniff")
+        resp.headers.setdefault("X-Frame-Options", "DENY")
+        resp.headers.setdefault("Referrer-Policy", "same-origin")
+        resp.headers.setdefault(
+            "Content-Security-Policy",
+            f"default-src 'self'; script-src {script_src}; style-src 'self' 'unsafe-inline'; "
+            "img-src 'self' data:; frame-ancestors 'none'; form-action 'self'; base-uri 'self'")
+        return resp
+
+
+def register_errors(app: Flask) -> None:
+    """Friendly pages (or fragments, for htmx) instead of tracebacks."""
+
+    def render_error(status, title, message):
+        if request.headers.get("HX-Request"):
+            return render_template("_error_fragment.html", title=title, message=message), status
+        return render_template("error.html", title=title, message=message, status=status), status
+
+    @app.errorhandler(CSRFError)
+    def csrf_error(exc):
+        log.warning("CSRF check failed on %s %s: %s", request.method, request.path, exc.description)
+        return render_error(400, "Your session expired", "The form was missing its security token or it expired. "
+                            "Reload the page and try again.")
+
+    @app.errorhandler(400)
+    def bad_request(_exc):
+        return render_error(400, "Bad request", "The request could not be understood.")
+
+    @app.errorhandler(404)
+    def not_found(_exc):
+        return render_error(404, "Not found", "There is nothing at this address.")
+
+    @app.errorhandler(405)
+    def not_allowed(_exc):
+        return render_error(405, "Not allowed", "This address does not accept that kind of request.")
+
+    @app.errorhandler(413)
+    def too_large(_exc):
+        return render_error(413, "Too large", "The request was larger than this app accepts.")
+
+    @app.errorhandler(429)
+    def too_many(_exc):
+        return render_error(429, "Too many attempts", "Too many attempts. Wait a minute and try again.")
+
+    @app.errorhandler(500)
+    def server_error(_exc):
+        db.session.rollback()
+        return render_error(500, "Something went wrong", "The error was logged. Try again in a moment.")
+
+
+def register_template_globals(app: Flask) -> None:
+    """Values every template needs."""
+
+    @app.context_processor
+    def inject():
+        return {"htmx_url": app.config["HTMX_URL"],
+                "htmx_sri": app.config["HTMX_SRI"] if app.config["HTMX_URL"] == config_module.HTMX_CDN_URL else None}
+
+
+def register_cli(app: Flask) -> None:
+    """Shell commands: `flask --app app create-user`."""
+    from webapp.auth.cli import create_user_command
+
+    app.cli.add_command(create_user_command)

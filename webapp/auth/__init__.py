@@ -1,0 +1,1 @@
+"""Users, login, logout, first-run setup and the create-user command."""

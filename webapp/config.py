@@ -1,0 +1,71 @@
+"""Configuration: defaults, then the environment, then the mapping a caller (a test) passes."""
+import os
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+INSTANCE = ROOT / "instance"
+
+HTMX_VERSION = "2.0.11"
+HTMX_CDN_URL = f"https://cdn.jsdelivr.net/npm/htmx.org@{HTMX_VERSION}/dist/htmx.min.js"
+# sha384 of htmx.org@2.0.11 dist/htmx.min.js, as published on the npm registry.
+HTMX_SRI = "sha384-2OatzQy1H+Zd/IIrjr1TcuDGqLXeHhbooAyJY1KdQMKnr4LZ22k31GBLdYKHmVjg"
+
+ENV_KEYS = (
+    "SECRET_KEY", "DATABASE_URL", "REDIS_URL", "STRIPE_API_BASE", "PUBLIC_BASE_URL",
+    "ENCRYPTION_KEY", "HTMX_URL", "PORT", "SMTP_URL",
+)
+
+
+def defaults():
+    """Return the settings a local run needs with no environment at all."""
+    return {
+        "SECRET_KEY": None,  # generated into instance/ when absent
+        "DATABASE_URL": f"sqlite:///{INSTANCE / 'crm.sqlite3'}",
+        "REDIS_URL": "redis://127.0.0.1:6379/0",
+        "STRIPE_API_BASE": "https://api.stripe.com",
+        "PUBLIC_BASE_URL": None,  # default: the address the app is served at
+        "ENCRYPTION_KEY": None,  # generated into instance/ when absent
+        "HTMX_URL": HTMX_CDN_URL,
+        "HTMX_SRI": HTMX_SRI,
+        "PORT": 5000,
+        "SMTP_URL": None,
+        "INSTANCE_PATH": str(INSTANCE),
+        "RQ_QUEUE": "default",
+        "CONTACTS_PER_PAGE": 50,
+        "LOGIN_RATE_LIMIT": "10 per minute",
+        "STRIPE_MAX_NETWORK_RETRIES": 2,
+        "STRIPE_TIMEOUT": 15,
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "REMEMBER_COOKIE_HTTPONLY": True,
+        "REMEMBER_COOKIE_SAMESITE": "Lax",
+        "WTF_CSRF_TIME_LIMIT": None,
+        "SQLALCHEMY_TRACK_MODIFICATIONS": False,
+        "TESTING": False,
+    }
+
+
+def from_environment(environ=None):
+    """Pick the documented variables out of the environment."""
+    environ = os.environ if environ is None else environ
+    found = {k: environ[k] for k in ENV_KEYS if environ.get(k)}
+    if "PORT" in found:
+        found["PORT"] = int(found["PORT"])
+    return found
+
+
+def build(overrides=None):
+    """Merge defaults, environment and the caller's mapping, in that order."""
+    cfg = defaults()
+    cfg.update(from_environment())
+    cfg.update(overrides or {})
+    cfg["SQLALCHEMY_DATABASE_URI"] = _normalise_db_url(cfg["DATABASE_URL"])
+    return cfg
+
+
+def _normalise_db_url(url):
+    """Let DATABASE_URL use the common postgres:// spellings and still get psycopg 3."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url

@@ -1,0 +1,1 @@
+"""Contacts, fields, tags and (later) e-commerce data: models, domain functions and views."""

@@ -1,0 +1,128 @@
+"""The CRM's own data: contacts, their fields and tags."""
+from datetime import datetime
+from typing import Optional
+
+from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from webapp.extensions import db
+from webapp.timeutil import utcnow
+
+FIELD_TYPES = {
+    "text": "Text",
+    "number": "Number",
+    "date": "Date",
+    "dropdown": "Dropdown",
+}
+STANDARD_FIELDS = (
+    # key, label, type
+    ("email", "Email", "email"),
+    ("first_name", "First Name", "text"),
+    ("last_name", "Last Name", "text"),
+    ("phone", "Phone", "phone"),
+)
+
+
+class ContactField(db.Model):
+    """A field a contact can hold: the four standard ones and the user's custom ones."""
+
+    __tablename__ = "contact_fields"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(80), unique=True)
+    label: Mapped[str] = mapped_column(String(120))
+    label_lower: Mapped[str] = mapped_column(String(120), unique=True)
+    type: Mapped[str] = mapped_column(String(20))
+    options: Mapped[Optional[list]] = mapped_column(JSON, default=None)
+    is_standard: Mapped[bool] = mapped_column(default=False)
+    position: Mapped[int] = mapped_column(default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    @property
+    def type_label(self) -> str:
+        """Human name of the type for the fields page."""
+        return FIELD_TYPES.get(self.type, self.type.title())
+
+
+class Contact(db.Model):
+    """A person the marketer talks to, unique by email regardless of case."""
+
+    __tablename__ = "contacts"
+    __table_args__ = (
+        Index("ix_contacts_name_key", "name_key"),
+        Index("ix_contacts_last_key", "last_key"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(320))
+    email_lower: Mapped[str] = mapped_column(String(320), unique=True)
+    first_name: Mapped[str] = mapped_column(String(200), default="")
+    last_name: Mapped[str] = mapped_column(String(200), default="")
+    phone: Mapped[str] = mapped_column(String(64), default="")
+    # Lower-cased "first last" and "last" so name search is an index range scan.
+    name_key: Mapped[str] = mapped_column(String(401), default="")
+    last_key: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    values: Mapped[list["ContactFieldValue"]] = relationship(
+        back_populates="contact", cascade="all, delete-orphan", lazy="selectin")
+    tag_links: Mapped[list["ContactTag"]] = relationship(
+        back_populates="contact", cascade="all, delete-orphan", lazy="selectin")
+
+    @property
+    def full_name(self) -> str:
+        """Name as shown in lists; empty when unknown."""
+        return " ".join(p for p in (self.first_name, self.last_name) if p)
+
+    @property
+    def tags(self) -> list["Tag"]:
+        """Tags sorted by name for display."""
+        return sorted((link.tag for link in self.tag_links), key=lambda t: t.name_lower)
+
+    def refresh_keys(self) -> None:
+        """Keep the lower-cased lookup columns in step with the visible ones."""
+        self.email = self.email.strip()
+        self.email_lower = self.email.lower()
+        self.name_key = " ".join(p for p in (self.first_name, self.last_name) if p).lower()
+        self.last_key = (self.last_name or "").lower()
+
+
+class ContactFieldValue(db.Model):
+    """A contact's value for one custom field, stored as text."""
+
+    __tablename__ = "contact_field_values"
+    __table_args__ = (UniqueConstraint("contact_id", "field_id", name="uq_contact_field_value"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"))
+    field_id: Mapped[int] = mapped_column(ForeignKey("contact_fields.id", ondelete="CASCADE"), index=True)
+    value: Mapped[str] = mapped_column(Text, default="")
+
+    contact: Mapped[Contact] = relationship(back_populates="values")
+    field: Mapped[ContactField] = relationship(lazy="joined")
+
+
+class Tag(db.Model):
+    """A label on contacts, unique regardless of case."""
+
+    __tablename__ = "tags"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    name_lower: Mapped[str] = mapped_column(String(200), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ContactTag(db.Model):
+    """A tag on a contact, at most once."""
+
+    __tablename__ = "contact_tags"
+    __table_args__ = (Index("ix_contact_tags_tag_contact", "tag_id", "contact_id"),)
+
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"), primary_key=True)
+    tag_id: Mapped[int] = mapped_column(ForeignKey("tags.id", ondelete="CASCADE"), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    contact: Mapped[Contact] = relationship(back_populates="tag_links")
+    tag: Mapped[Tag] = relationship(lazy="joined")

@@ -1,0 +1,1 @@
+"""Settings: the people who can log in and the addresses Stripe needs."""

@@ -1,0 +1,1 @@
+"""Stripe webhook intake: verify, record, enqueue. Nothing else."""
