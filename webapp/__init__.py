@@ -55,6 +55,8 @@ def _sqlite_pragmas(dbapi_conn, _record):
 
 def register_extensions(app: Flask) -> None:
     """Bind the unbound extensions to this app."""
+    import webapp.models  # noqa: F401  (registers every table)
+
     db.init_app(app)
     migrate.init_app(app, db, directory=str(config_module.ROOT / "migrations"), render_as_batch=True)
     csrf.init_app(app)

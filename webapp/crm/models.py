@@ -126,3 +126,121 @@ class ContactTag(db.Model):
 
     contact: Mapped[Contact] = relationship(back_populates="tag_links")
     tag: Mapped[Tag] = relationship(lazy="joined")
+
+
+class ContactFieldStamp(db.Model):
+    """Which Stripe event last wrote a contact field, so an older event never overwrites it."""
+
+    __tablename__ = "contact_field_stamps"
+
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"), primary_key=True)
+    field_key: Mapped[str] = mapped_column(String(80), primary_key=True)
+    event_created: Mapped[int] = mapped_column()  # Stripe's `created`, epoch seconds
+    event_row_id: Mapped[int] = mapped_column()  # arrival order breaks ties
+
+
+class EcommerceCustomer(db.Model):
+    """A contact as a buyer from one Stripe account: totals across its orders."""
+
+    __tablename__ = "ecommerce_customers"
+    __table_args__ = (UniqueConstraint("account_id", "contact_id", name="uq_ecommerce_customer"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("stripe_accounts.id"))
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"), index=True)
+    stripe_customer_id: Mapped[Optional[str]] = mapped_column(String(255))
+    total_revenue: Mapped[int] = mapped_column(default=0)  # minor units of `currency`
+    total_orders: Mapped[int] = mapped_column(default=0)
+    currency: Mapped[Optional[str]] = mapped_column(String(3))
+    last_order_at: Mapped[Optional[datetime]] = mapped_column()
+    last_order_amount: Mapped[Optional[int]] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Order(db.Model):
+    """One paid Checkout Session."""
+
+    __tablename__ = "orders"
+    __table_args__ = (UniqueConstraint("account_id", "external_id", name="uq_order_external"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("stripe_accounts.id"))
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"), index=True)
+    external_id: Mapped[str] = mapped_column(String(255))
+    payment_intent: Mapped[Optional[str]] = mapped_column(String(255), index=True)
+    amount_total: Mapped[int] = mapped_column(default=0)
+    currency: Mapped[str] = mapped_column(String(3), default="usd")
+    status: Mapped[str] = mapped_column(String(20), default="paid")  # paid | refunded
+    products: Mapped[Optional[list]] = mapped_column(JSON, default=None)
+    ordered_at: Mapped[datetime] = mapped_column(default=utcnow)
+    refunded_at: Mapped[Optional[datetime]] = mapped_column()
+    source_event_created: Mapped[int] = mapped_column(default=0)
+    source_event_row_id: Mapped[int] = mapped_column(default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class RecurringPayment(db.Model):
+    """One Stripe subscription as the CRM sees it."""
+
+    __tablename__ = "recurring_payments"
+    __table_args__ = (UniqueConstraint("account_id", "external_id", name="uq_recurring_external"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("stripe_accounts.id"))
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"), index=True)
+    external_id: Mapped[str] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(String(30))  # ACTIVE, PAYMENT_FAILED, CANCELLED, ...
+    stripe_status: Mapped[str] = mapped_column(String(30))
+    name: Mapped[Optional[str]] = mapped_column(String(255))
+    amount: Mapped[Optional[int]] = mapped_column()
+    currency: Mapped[Optional[str]] = mapped_column(String(3))
+    interval: Mapped[Optional[str]] = mapped_column(String(20))
+    current_period_end: Mapped[Optional[datetime]] = mapped_column()
+    trial_end: Mapped[Optional[datetime]] = mapped_column()
+    canceled_at: Mapped[Optional[datetime]] = mapped_column()
+    source_event_created: Mapped[int] = mapped_column(default=0)
+    source_event_row_id: Mapped[int] = mapped_column(default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    history: Mapped[list["RecurringPaymentStatus"]] = relationship(
+        back_populates="recurring_payment", cascade="all, delete-orphan",
+        order_by="RecurringPaymentStatus.event_created")
+
+
+class RecurringPaymentStatus(db.Model):
+    """A status a subscription passed through, with the event that said so."""
+
+    __tablename__ = "recurring_payment_statuses"
+    __table_args__ = (UniqueConstraint("recurring_payment_id", "event_row_id", name="uq_recurring_status_event"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    recurring_payment_id: Mapped[int] = mapped_column(ForeignKey("recurring_payments.id", ondelete="CASCADE"))
+    status: Mapped[str] = mapped_column(String(30))
+    stripe_status: Mapped[str] = mapped_column(String(30))
+    event_type: Mapped[str] = mapped_column(String(100))
+    event_created: Mapped[int] = mapped_column()
+    event_row_id: Mapped[int] = mapped_column()
+    recorded_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    recurring_payment: Mapped[RecurringPayment] = relationship(back_populates="history")
+
+
+class TriggerFired(db.Model):
+    """An automation trigger fired for a contact by a Stripe event; automations consume these."""
+
+    __tablename__ = "triggers_fired"
+    __table_args__ = (
+        UniqueConstraint("trigger", "event_row_id", "contact_id", name="uq_trigger_event_contact"),
+        Index("ix_triggers_fired_contact", "contact_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    trigger: Mapped[str] = mapped_column(String(60))
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"))
+    event_row_id: Mapped[int] = mapped_column(ForeignKey("stripe_events.id", ondelete="CASCADE"), index=True)
+    event_type: Mapped[str] = mapped_column(String(100))
+    details: Mapped[Optional[dict]] = mapped_column(JSON, default=None)
+    historical: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

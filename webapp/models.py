@@ -1,0 +1,9 @@
+"""Imports every model so SQLAlchemy and Alembic see the whole schema."""
+from webapp.auth.models import User  # noqa: F401
+from webapp.crm.models import (  # noqa: F401
+    Contact, ContactField, ContactFieldStamp, ContactFieldValue, ContactTag, EcommerceCustomer, Order,
+    RecurringPayment, RecurringPaymentStatus, Tag, TriggerFired,
+)
+from webapp.stripe_sync.models import (  # noqa: F401
+    ConnectDraft, FieldMapping, StripeAccount, StripeEvent, StripeResource, SyncLog, WebhookSecret,
+)

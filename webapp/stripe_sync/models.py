@@ -1,0 +1,212 @@
+"""Stripe connections (accounts, resources, mappings, secrets), received events and the sync log."""
+from datetime import datetime
+from typing import Optional
+
+from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from webapp.extensions import db
+from webapp.timeutil import utcnow
+
+ACCOUNT_CONNECTED = "connected"
+ACCOUNT_DISCONNECTED = "disconnected"
+
+RESOURCE_ACTIVE = "active"
+RESOURCE_NEEDS_ATTENTION = "needs_attention"
+RESOURCE_DISCONNECTING = "disconnecting"  # endpoint deletion in Stripe not confirmed yet
+RESOURCE_DISCONNECTED = "disconnected"
+
+SYNC_HISTORICAL = "historical"
+SYNC_NEW_ONLY = "new_only"
+SYNC_TYPES = {
+    SYNC_HISTORICAL: "Sync historical records and capture new records",
+    SYNC_NEW_ONLY: "Sync new records only",
+}
+
+# StripeEvent.status
+EVENT_RECEIVED = "received"      # stored, not yet on the queue
+EVENT_QUEUED = "queued"
+EVENT_PROCESSED = "processed"
+EVENT_SKIPPED = "skipped"
+EVENT_IGNORED = "ignored"
+EVENT_FAILED = "failed"
+
+# SyncLog.outcome
+OUTCOME_CREATED = "created"
+OUTCOME_UPDATED = "updated"
+OUTCOME_SKIPPED = "skipped"
+OUTCOME_FAILED = "failed"
+OUTCOME_IGNORED = "ignored"
+OUTCOMES = (OUTCOME_CREATED, OUTCOME_UPDATED, OUTCOME_SKIPPED, OUTCOME_FAILED, OUTCOME_IGNORED)
+
+
+class StripeAccount(db.Model):
+    """A connected Stripe account and its (encrypted) secret key."""
+
+    __tablename__ = "stripe_accounts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    stripe_account_id: Mapped[str] = mapped_column(String(255), unique=True)
+    email: Mapped[Optional[str]] = mapped_column(String(320))
+    display_name: Mapped[Optional[str]] = mapped_column(String(255))
+    livemode: Mapped[bool] = mapped_column(default=False)
+    secret_key_enc: Mapped[Optional[str]] = mapped_column(Text)  # erased on disconnect
+    key_mask: Mapped[Optional[str]] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(20), default=ACCOUNT_CONNECTED)
+    connected_at: Mapped[datetime] = mapped_column(default=utcnow)
+    disconnected_at: Mapped[Optional[datetime]] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    resources: Mapped[list["StripeResource"]] = relationship(
+        back_populates="account", order_by="StripeResource.id")
+
+    @property
+    def mode_label(self) -> str:
+        """"Live" or "Test", as Stripe's dashboard says."""
+        return "Live" if self.livemode else "Test"
+
+    @property
+    def active_resources(self) -> list["StripeResource"]:
+        """Resources still shown on the page (not disconnected)."""
+        return [r for r in self.resources if r.status != RESOURCE_DISCONNECTED]
+
+
+class StripeResource(db.Model):
+    """One synced resource (Charge, Customer, ...) of an account, with its webhook endpoint."""
+
+    __tablename__ = "stripe_resources"
+    __table_args__ = (Index("ix_stripe_resources_account_kind", "account_id", "kind"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("stripe_accounts.id"))
+    kind: Mapped[str] = mapped_column(String(40))
+    sync_type: Mapped[str] = mapped_column(String(20), default=SYNC_NEW_ONLY)
+    trigger_historical: Mapped[bool] = mapped_column(default=False)
+    status: Mapped[str] = mapped_column(String(20), default=RESOURCE_ACTIVE)
+    status_reason: Mapped[Optional[str]] = mapped_column(Text)
+    token: Mapped[str] = mapped_column(String(64), unique=True)
+    webhook_endpoint_id: Mapped[Optional[str]] = mapped_column(String(255))
+    webhook_url: Mapped[Optional[str]] = mapped_column(Text)
+    last_event_at: Mapped[Optional[datetime]] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    disconnected_at: Mapped[Optional[datetime]] = mapped_column()
+
+    account: Mapped[StripeAccount] = relationship(back_populates="resources")
+    mappings: Mapped[list["FieldMapping"]] = relationship(
+        back_populates="resource", cascade="all, delete-orphan", order_by="FieldMapping.position")
+    secrets: Mapped[list["WebhookSecret"]] = relationship(
+        back_populates="resource", cascade="all, delete-orphan", order_by="WebhookSecret.id")
+
+    @property
+    def name(self) -> str:
+        """Display name from the event table."""
+        from webapp.stripe_sync.events import resource
+        return resource(self.kind).name
+
+
+class WebhookSecret(db.Model):
+    """A signing secret of a resource's endpoint; several may be active while one is rotated."""
+
+    __tablename__ = "webhook_secrets"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    resource_id: Mapped[int] = mapped_column(ForeignKey("stripe_resources.id", ondelete="CASCADE"), index=True)
+    secret_enc: Mapped[str] = mapped_column(Text)
+    active: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    resource: Mapped[StripeResource] = relationship(back_populates="secrets")
+
+
+class FieldMapping(db.Model):
+    """One mapping row: a Stripe customer field into an existing CRM field."""
+
+    __tablename__ = "field_mappings"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    resource_id: Mapped[int] = mapped_column(ForeignKey("stripe_resources.id", ondelete="CASCADE"), index=True)
+    position: Mapped[int] = mapped_column(default=0)
+    stripe_field: Mapped[str] = mapped_column(String(255))
+    field_id: Mapped[int] = mapped_column(ForeignKey("contact_fields.id"), index=True)
+
+    resource: Mapped[StripeResource] = relationship(back_populates="mappings")
+    field: Mapped["ContactField"] = relationship(lazy="joined")  # noqa: F821
+
+
+class ConnectDraft(db.Model):
+    """The connect flow's state between steps, so nothing half-made is stored as a connection."""
+
+    __tablename__ = "stripe_connect_drafts"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    account_id: Mapped[Optional[int]] = mapped_column(ForeignKey("stripe_accounts.id"))
+    secret_key_enc: Mapped[Optional[str]] = mapped_column(Text)
+    key_mask: Mapped[Optional[str]] = mapped_column(String(64))
+    stripe_account_id: Mapped[str] = mapped_column(String(255))
+    email: Mapped[Optional[str]] = mapped_column(String(320))
+    display_name: Mapped[Optional[str]] = mapped_column(String(255))
+    livemode: Mapped[bool] = mapped_column(default=False)
+    kind: Mapped[Optional[str]] = mapped_column(String(40))
+    sync_type: Mapped[Optional[str]] = mapped_column(String(20))
+    trigger_historical: Mapped[bool] = mapped_column(default=False)
+    metadata_keys: Mapped[Optional[list]] = mapped_column(JSON, default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class StripeEvent(db.Model):
+    """A Stripe event exactly as received, recorded before anything else happens to it."""
+
+    __tablename__ = "stripe_events"
+    __table_args__ = (
+        UniqueConstraint("account_id", "stripe_event_id", name="uq_stripe_event_per_account"),
+        Index("ix_stripe_events_status_received", "status", "received_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("stripe_accounts.id"))
+    resource_id: Mapped[Optional[int]] = mapped_column(ForeignKey("stripe_resources.id"), index=True)
+    stripe_event_id: Mapped[str] = mapped_column(String(255))
+    type: Mapped[str] = mapped_column(String(100))
+    created: Mapped[int] = mapped_column()  # Stripe's `created`, epoch seconds
+    livemode: Mapped[bool] = mapped_column(default=False)
+    payload: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(20), default=EVENT_RECEIVED)
+    historical: Mapped[bool] = mapped_column(default=False)
+    attempts: Mapped[int] = mapped_column(default=0)
+    error: Mapped[Optional[str]] = mapped_column(Text)
+    contact_id: Mapped[Optional[int]] = mapped_column(ForeignKey("contacts.id", ondelete="SET NULL"))
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+    enqueued_at: Mapped[Optional[datetime]] = mapped_column()
+    processed_at: Mapped[Optional[datetime]] = mapped_column()
+
+
+class SyncLog(db.Model):
+    """One row per sync attempt, for the live log and a contact's Stripe activity."""
+
+    __tablename__ = "sync_logs"
+    __table_args__ = (
+        Index("ix_sync_logs_resource", "resource_id", "id"),
+        Index("ix_sync_logs_account", "account_id", "id"),
+        Index("ix_sync_logs_outcome", "outcome", "id"),
+        Index("ix_sync_logs_event_type", "event_type", "id"),
+        Index("ix_sync_logs_contact", "contact_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    account_id: Mapped[Optional[int]] = mapped_column(ForeignKey("stripe_accounts.id"))
+    resource_id: Mapped[Optional[int]] = mapped_column(ForeignKey("stripe_resources.id"))
+    event_row_id: Mapped[Optional[int]] = mapped_column(ForeignKey("stripe_events.id", ondelete="SET NULL"), index=True)
+    stripe_event_id: Mapped[Optional[str]] = mapped_column(String(255))
+    event_type: Mapped[str] = mapped_column(String(100))
+    contact_id: Mapped[Optional[int]] = mapped_column(ForeignKey("contacts.id", ondelete="SET NULL"))
+    outcome: Mapped[str] = mapped_column(String(20))
+    reason: Mapped[Optional[str]] = mapped_column(Text)
+    detail: Mapped[Optional[str]] = mapped_column(Text)  # traceback summary for failures
+    attempt: Mapped[int] = mapped_column(default=1)
+    duration_ms: Mapped[Optional[int]] = mapped_column()
+    historical: Mapped[bool] = mapped_column(default=False)
+
+    resource: Mapped[Optional[StripeResource]] = relationship(lazy="joined")
+    contact: Mapped[Optional["Contact"]] = relationship(lazy="joined")  # noqa: F821
