@@ -53,7 +53,28 @@ def _fernet_key() -> str:
 
 
 @pytest.fixture
-def app_config(tmp_path, migrated_template, redis_server):
+def stripe_double():
+    """Our Stripe double on loopback; every app in tests points STRIPE_API_BASE at it."""
+    from tests.stripe_double import StripeDouble
+
+    double = StripeDouble()
+    double.start()
+    yield double
+    double.stop()
+
+
+@pytest.fixture
+def stripe_key(stripe_double):
+    """A test-mode account in the double, "Engine Room Software", and its secret key."""
+    acct = stripe_double.add_account(email="owner@engineroom.test", business_name="Engine Room Software",
+                                     id="acct_1EngineRoom")
+    stripe_double.add_customer(acct["id"], id="cus_Visible1", email="ada@example.com", name="Ada Lovelace",
+                               metadata={"plan_tier": "pro", "workspace_id": "ws_42"})
+    return stripe_double.add_secret_key(acct["id"])
+
+
+@pytest.fixture
+def app_config(tmp_path, migrated_template, redis_server, stripe_double):
     """The test mapping for create_app; tests may tweak it before the app fixture builds."""
     db_path = tmp_path / "crm.sqlite3"
     shutil.copy(migrated_template, db_path)
@@ -66,6 +87,9 @@ def app_config(tmp_path, migrated_template, redis_server):
         "INSTANCE_PATH": str(tmp_path),
         "PUBLIC_BASE_URL": "https://crm.example.test",
         "RATELIMIT_STORAGE_URI": redis_server.url,
+        "STRIPE_API_BASE": stripe_double.url,
+        "STRIPE_MAX_NETWORK_RETRIES": 1,
+        "STRIPE_TIMEOUT": 5,
     }
 
 

@@ -30,6 +30,15 @@
     if (dialog && dialog.open) { dialog.close(); }
   });
 
+  // The trash icon on a mapping row removes just that row; nothing is saved until "Finish".
+  document.addEventListener("click", function (event) {
+    var trash = event.target.closest && event.target.closest("[data-remove-row]");
+    if (trash) {
+      var row = trash.closest(".mapping-row");
+      if (row) { row.remove(); }
+    }
+  });
+
   document.addEventListener("click", function (event) {
     var closer = event.target.closest && event.target.closest("[data-close-modal]");
     if (closer) {

@@ -16,6 +16,11 @@ def public_base_url() -> str:
     return (current_app.config.get("PUBLIC_BASE_URL") or request.host_url).rstrip("/")
 
 
+def public_base_configured() -> bool:
+    """Whether an operator set PUBLIC_BASE_URL (otherwise we only guess from the request)."""
+    return bool(current_app.config.get("PUBLIC_BASE_URL"))
+
+
 @bp.route("/", methods=["GET", "POST"])
 def index():
     """List users, add one, and show the webhook base address."""
@@ -35,4 +40,4 @@ def index():
     users = db.session.scalars(select(User).order_by(User.email_lower)).all()
     return render_template("settings/index.html", form=form, users=users,
                            base_url=public_base_url(),
-                           base_url_configured=bool(current_app.config.get("PUBLIC_BASE_URL"))), status
+                           base_url_configured=public_base_configured()), status
