@@ -1,0 +1,90 @@
+"""The Connect Account flow as a marketer clicks it, in Chromium, against the Stripe double."""
+import re
+
+import pytest
+import stripe
+from playwright.sync_api import expect
+
+pytestmark = pytest.mark.browser
+
+
+def open_connect_modal(page):
+    page.goto("/apps/")
+    page.get_by_label("Search apps").press_sequentially("Stripe", delay=20)
+    page.locator("#app-list").get_by_text("Stripe", exact=True).click()
+    page.get_by_role("button", name="Connect Account").click()
+    dialog = page.locator("dialog#modal")
+    expect(dialog).to_be_visible()
+    return dialog
+
+
+def test_click_path_to_a_finished_connection(logged_in_page, stripe_double, stripe_key):
+    page = logged_in_page
+    dialog = open_connect_modal(page)
+
+    # A wrong key first: the message appears by the field and the typed key stays for correction.
+    dialog.get_by_label("Secret Key").fill("sk_test_wrongwrongwrong123")
+    dialog.get_by_role("button", name="Connect").click()
+    expect(dialog.get_by_text("Stripe rejected this key")).to_be_visible()
+    expect(dialog.get_by_label("Secret Key")).to_have_value("sk_test_wrongwrongwrong123")
+
+    dialog.get_by_label("Secret Key").fill(stripe_key)
+    dialog.get_by_role("button", name="Connect").click()
+    expect(dialog.get_by_text("owner@engineroom.test")).to_be_visible()
+    expect(dialog.get_by_text("Test key")).to_be_visible()
+    expect(dialog).not_to_contain_text(stripe_key)
+
+    dialog.get_by_label("Choose Resource").select_option(label="Customer")
+    dialog.get_by_label("Sync type").select_option(label="Sync new records only")
+    dialog.get_by_role("button", name="Continue").click()
+
+    # Mapping: Email row, Stripe ID row, then add two rows and remove one.
+    expect(dialog.locator(".mapping-row")).to_have_count(2)
+    dialog.get_by_role("button", name="Add field mapping").click()
+    expect(dialog.locator(".mapping-row")).to_have_count(3)
+    dialog.get_by_role("button", name="Add field mapping").click()
+    expect(dialog.locator(".mapping-row")).to_have_count(4)
+    dialog.get_by_role("button", name="Remove field mapping").last.click()
+    expect(dialog.locator(".mapping-row")).to_have_count(3)
+    row = dialog.locator(".mapping-row").nth(2)
+    row.get_by_label("Stripe field").select_option(label="Customer Name")
+    expect(dialog.get_by_text("split into First Name and Last Name")).to_be_visible()
+    dialog.locator(".mapping-row").nth(2).get_by_label("CRM field").select_option(label="First Name")
+    dialog.get_by_role("button", name="Finish").click()
+
+    expect(page.get_by_text("Stripe is connected")).to_be_visible()
+    expect(page.locator("#resource-1")).to_contain_text("Customer")
+    [endpoint] = stripe_double.endpoints("acct_1EngineRoom")
+    assert re.fullmatch(r"https://crm\.example\.test/webhooks/stripe/[\w-]{40,}", endpoint["url"])
+    assert sorted(endpoint["enabled_events"]) == ["customer.created", "customer.updated"]
+    assert stripe_key not in page.content()
+
+    page.get_by_role("link", name="Connected Apps").click()
+    expect(page.locator(".app-card")).to_contain_text("owner@engineroom.test")
+
+
+def test_endpoint_limit_error_and_recovery(logged_in_page, stripe_double, stripe_key):
+    client = stripe.StripeClient(stripe_key, base_addresses={"api": stripe_double.url})
+    for i in range(15):
+        client.v1.webhook_endpoints.create(params={"url": f"https://other{i}.example/hook",
+                                                   "enabled_events": ["charge.succeeded"]})
+    client.v1.webhook_endpoints.create(params={"url": "https://crm.example.test/webhooks/stripe/leftover",
+                                               "enabled_events": ["customer.created"]})
+    page = logged_in_page
+    dialog = open_connect_modal(page)
+    dialog.get_by_label("Secret Key").fill(stripe_key)
+    dialog.get_by_role("button", name="Connect").click()
+    dialog.get_by_label("Choose Resource").select_option(label="Charge")
+    dialog.get_by_role("button", name="Continue").click()
+    dialog.locator(".mapping-row").nth(1).get_by_label("CRM field for Stripe ID").select_option(label="Last Name")
+    dialog.get_by_role("button", name="Finish").click()
+
+    expect(dialog.get_by_text("There was an error saving your connection")).to_be_visible()
+    expect(dialog.locator("#endpoint-limit tbody tr")).to_have_count(16)
+    expect(dialog.locator(".mapping-row").nth(1).get_by_label("CRM field for Stripe ID")).to_have_value(
+        re.compile(r"\d+"))
+    dialog.get_by_role("button", name="Remove endpoint https://crm.example.test/webhooks/stripe/leftover").click()
+    expect(dialog.locator("#endpoint-limit tbody tr")).to_have_count(15)
+    dialog.get_by_role("button", name="Finish").click()
+    expect(page.get_by_text("Stripe is connected")).to_be_visible()
+    assert len(stripe_double.endpoints("acct_1EngineRoom")) == 16
