@@ -66,11 +66,17 @@ def stripe_double():
 @pytest.fixture
 def stripe_key(stripe_double):
     """A test-mode account in the double, "Engine Room Software", and its secret key."""
-    acct = stripe_double.add_account(email="owner@engineroom.test", business_name="Engine Room Software",
-                                     id="acct_1EngineRoom")
-    stripe_double.add_customer(acct["id"], id="cus_Visible1", email="ada@example.com", name="Ada Lovelace",
+    try:
+        stripe_double.add_account(email="owner@engineroom.test", business_name="Engine Room Software",
+                                  id="acct_1EngineRoom")
+    except ValueError:
+        pass  # a narrower fixture seeded the same account already
+    if stripe_double.get_object("acct_1EngineRoom", "customers", "cus_Visible1") is None:
+        stripe_double.add_customer("acct_1EngineRoom", id="cus_Visible1", email="ada@example.com",
+                                   name="Ada Lovelace", metadata={"plan_tier": "pro", "workspace_id": "ws_42"})
+    stripe_double.add_customer("acct_1EngineRoom", email="grace@example.com", name="Grace Hopper",
                                metadata={"plan_tier": "pro", "workspace_id": "ws_42"})
-    return stripe_double.add_secret_key(acct["id"])
+    return stripe_double.add_secret_key("acct_1EngineRoom")
 
 
 @pytest.fixture
@@ -185,10 +191,12 @@ def run_worker(app):
     from webapp.redis_queue import get_queue, get_redis
 
     def run():
-        worker = SimpleWorker([get_queue()], connection=get_redis())
-        worker.work(burst=True, with_scheduler=False)
+        # A context of its own, as in worker.py: jobs get their own session and never detach the test's.
+        with app.app_context():
+            worker = SimpleWorker([get_queue()], connection=get_redis())
+            worker.work(burst=True, with_scheduler=False)
         from webapp.extensions import db as _db
-        _db.session.remove()
+        _db.session.expire_all()
         return worker
     return run
 

@@ -80,6 +80,7 @@ def register_blueprints(app: Flask) -> None:
     from webapp.auth.views import bp as auth_bp
     from webapp.crm.views import bp as crm_bp
     from webapp.settings.views import bp as settings_bp
+    import webapp.stripe_app.manage  # noqa: F401  (adds the manage-page routes to apps_bp)
     from webapp.stripe_app.views import bp as apps_bp
     from webapp.webhooks.views import bp as webhooks_bp
 

@@ -59,10 +59,17 @@ def connected():
 
 @bp.route("/stripe")
 def stripe_page():
-    """The Stripe app page: empty state, or the connected accounts and their resources."""
-    accounts = connected_accounts()
+    """The Stripe app page: empty state, or the manage page (accounts, resources, live sync log)."""
+    from webapp.stripe_app.manage import log_context, resource_counts
+    from webapp.stripe_sync.synclog import LogFilters
+
+    ctx = log_context(LogFilters.from_args(request.args))
+    if request.headers.get("HX-Target") == "sync-log":
+        return render_template("apps/_sync_log.html", **ctx)
+    accounts = ctx["log_accounts"]
     warning = provisioning.base_url_warning(public_base_url(), public_base_configured()) if accounts else None
-    return render_template("apps/stripe.html", accounts=accounts, base_warning=warning)
+    return render_template("apps/stripe.html", accounts=accounts, base_warning=warning,
+                           counts=resource_counts(accounts), **ctx)
 
 
 # --- step 1: the key -----------------------------------------------------------------------------
@@ -128,8 +135,7 @@ def _mapping_ctx(draft, rows, general=None, limit=None):
 @bp.route("/stripe/mapping-row")
 def mapping_row():
     """One mapping row: appended by "Add field mapping", re-rendered when its Stripe field changes."""
-    draft = connect.load_draft(request.args.get("draft"), current_user.id)
-    metadata_keys = draft.metadata_keys if draft else ()
+    metadata_keys = request.args.getlist("meta")
     role = request.args.get("row_role", ROLE_EXTRA)
     raw_field = request.args.get("crm_field", "")
     row = MappingRow(role if role in ("email", "id", "extra") else ROLE_EXTRA,

@@ -2,7 +2,7 @@
 from datetime import datetime
 from typing import Optional
 
-from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint, event, update
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from webapp.extensions import db
@@ -90,6 +90,10 @@ class StripeResource(db.Model):
     last_event_at: Mapped[Optional[datetime]] = mapped_column()
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     disconnected_at: Mapped[Optional[datetime]] = mapped_column()
+    # Sync attempts by outcome, kept by a SyncLog insert hook so the page never counts the log.
+    synced_count: Mapped[int] = mapped_column(default=0, server_default="0")
+    skipped_count: Mapped[int] = mapped_column(default=0, server_default="0")
+    failed_count: Mapped[int] = mapped_column(default=0, server_default="0")
 
     account: Mapped[StripeAccount] = relationship(back_populates="resources")
     mappings: Mapped[list["FieldMapping"]] = relationship(
@@ -210,3 +214,19 @@ class SyncLog(db.Model):
 
     resource: Mapped[Optional[StripeResource]] = relationship(lazy="joined")
     contact: Mapped[Optional["Contact"]] = relationship(lazy="joined")  # noqa: F821
+
+
+_COUNTER_FOR_OUTCOME = {
+    OUTCOME_CREATED: "synced_count", OUTCOME_UPDATED: "synced_count",
+    OUTCOME_SKIPPED: "skipped_count", OUTCOME_FAILED: "failed_count",
+}
+
+
+@event.listens_for(SyncLog, "after_insert")
+def _count_attempt(_mapper, connection, target: SyncLog) -> None:
+    """Bump the resource's counter in the same transaction as the log row."""
+    column = _COUNTER_FOR_OUTCOME.get(target.outcome)
+    if column and target.resource_id:
+        table = StripeResource.__table__
+        connection.execute(update(table).where(table.c.id == target.resource_id)
+                           .values({column: table.c[column] + 1}))

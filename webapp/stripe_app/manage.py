@@ -1,0 +1,211 @@
+"""The Stripe manage page's actions: live sync log, retry, mapping updates, disconnects."""
+import json
+import logging
+
+from flask import abort, flash, make_response, render_template, request, url_for
+from sqlalchemy import select
+
+from webapp.extensions import db
+from webapp.stripe_app.views import _htmx_redirect, _modal, bp, connected_accounts
+from webapp.stripe_sync import connect, disconnect, synclog
+from webapp.stripe_sync.client import StripeProblem, client_for_account, describe
+from webapp.stripe_sync.events import ALL_EVENT_TYPES
+from webapp.stripe_sync.fields import NAME_SPLIT_NOTE, collect_metadata_keys
+from webapp.stripe_sync.mapping import choices, rows_from_form, rows_from_mappings
+from webapp.stripe_sync.models import (
+    ACCOUNT_CONNECTED, OUTCOMES, RESOURCE_DISCONNECTED, StripeAccount, StripeEvent, StripeResource, SyncLog,
+)
+
+log = logging.getLogger(__name__)
+
+
+def log_context(filters: synclog.LogFilters) -> dict:
+    """Everything the sync-log section renders: filters, choices, newest rows, poll cursor."""
+    rows = synclog.latest(filters)
+    accounts = connected_accounts()
+    return {"filters": filters, "log_rows": rows, "poll_after": rows[0].id if rows else synclog.max_id(),
+            "oldest_id": rows[-1].id if len(rows) == synclog.PAGE_SIZE else None,
+            "log_accounts": accounts, "log_resources": [r for a in accounts for r in a.resources],
+            "outcomes": OUTCOMES, "event_types": ALL_EVENT_TYPES}
+
+
+@bp.route("/stripe/log/newer")
+def log_newer():
+    """The 2-second poll: rows newer than the last shown, or 204 (one indexed query) when none."""
+    filters = synclog.LogFilters.from_args(request.args)
+    after = request.args.get("after", "0")
+    rows = synclog.newer(filters, int(after) if after.isdigit() else 0)
+    if not rows:
+        return make_response("", 204)
+    return render_template("apps/_sync_log_newer.html", log_rows=rows, filters=filters, poll_after=rows[0].id)
+
+
+@bp.route("/stripe/log/older")
+def log_older():
+    """"Load older rows": the page before the oldest row shown."""
+    filters = synclog.LogFilters.from_args(request.args)
+    before = request.args.get("before", "")
+    if not before.isdigit():
+        abort(400)
+    rows = synclog.older(filters, int(before))
+    return render_template("apps/_sync_log_older.html", log_rows=rows, filters=filters,
+                           oldest_id=rows[-1].id if len(rows) == synclog.PAGE_SIZE else None)
+
+
+@bp.route("/stripe/log/<int:log_id>")
+def log_detail(log_id):
+    """A log row's details: the event payload, the error and its traceback summary."""
+    row = db.session.get(SyncLog, log_id)
+    if row is None:
+        abort(404)
+    event = synclog.event_for(row)
+    payload = None
+    if event is not None:
+        try:
+            payload = json.dumps(json.loads(event.payload), indent=2, ensure_ascii=False)
+        except ValueError:
+            payload = event.payload
+    return _modal("apps/_sync_log_detail.html", row=row, event=event, payload=payload)
+
+
+@bp.route("/stripe/log/<int:log_id>/retry", methods=["POST"])
+def log_retry(log_id):
+    """Enqueue a failed event again; the live log then shows the new attempt."""
+    from webapp.stripe_sync.dispatch import REDIS_DOWN, enqueue_event
+
+    row = db.session.get(SyncLog, log_id)
+    if row is None:
+        abort(404)
+    if not synclog.can_retry(row):
+        return render_template("apps/_retry_result.html", row=row,
+                               message="Nothing to retry: this event is no longer failed."), 409
+    event = synclog.event_for(row)
+    try:
+        enqueue_event(event.id)
+    except REDIS_DOWN:
+        return render_template("apps/_retry_result.html", row=row,
+                               message="The queue is unreachable right now; try again shortly."), 503
+    event.status = "queued"
+    db.session.commit()
+    log.info("retry of event row %s queued by a user", event.id)
+    return render_template("apps/_retry_result.html", row=row, message="Retry queued")
+
+
+# --- mapping updates ------------------------------------------------------------------------------
+
+def _resource_or_404(resource_id) -> StripeResource:
+    """A resource that is still connected, or 404."""
+    res = db.session.get(StripeResource, resource_id)
+    if res is None or res.status == RESOURCE_DISCONNECTED:
+        abort(404)
+    return res
+
+
+def _metadata_keys(res: StripeResource) -> list[str]:
+    """Metadata keys of recent customers, plus those already mapped; Stripe being down is not fatal."""
+    mapped = [m.stripe_field.split(".", 1)[1] for m in res.mappings if m.stripe_field.startswith("metadata.")]
+    try:
+        recent = client_for_account(res.account).v1.customers.list(params={"limit": 100})
+        found = collect_metadata_keys(c.to_dict() for c in recent.data)
+    except Exception as exc:  # noqa: BLE001 - the editor still works with the keys already mapped
+        log.info("could not list customers for metadata keys: %s", describe(exc).kind)
+        found = []
+    return sorted(set(found) | set(mapped))
+
+
+def _mapping_editor(res, rows, status=200, general=None, metadata_keys=None):
+    """The mapping modal for a connected resource."""
+    metadata_keys = _metadata_keys(res) if metadata_keys is None else metadata_keys
+    return _modal("apps/_edit_mapping.html", status, resource=res, rows=rows, general=general or [],
+                  stripe_choices=choices(metadata_keys), metadata_keys=metadata_keys,
+                  crm_fields=connect.crm_fields().values(), name_note=NAME_SPLIT_NOTE,
+                  email_field_id=connect.email_field_id())
+
+
+@bp.route("/stripe/resources/<int:resource_id>/mapping", methods=["GET"])
+def mapping_edit(resource_id):
+    """Click a resource: its mapping rows, the same fragments as in the connect flow."""
+    res = _resource_or_404(resource_id)
+    return _mapping_editor(res, rows_from_mappings(res.mappings, connect.email_field_id()))
+
+
+@bp.route("/stripe/resources/<int:resource_id>/mapping", methods=["POST"])
+def mapping_save(resource_id):
+    """"Finish": new events use the new mapping; contacts synced before are not touched."""
+    res = _resource_or_404(resource_id)
+    rows = rows_from_form(request.form, connect.email_field_id())
+    result = connect.save_mapping(res, rows)
+    if not result.ok:
+        return _mapping_editor(res, result.rows, 422, result.general, request.form.getlist("meta"))
+    flash(f"Field mapping for {res.name} updated. Events from now on use it; contacts synced before keep "
+          "their values.", "success")
+    return _htmx_redirect(url_for("apps.stripe_page"))
+
+
+# --- disconnecting --------------------------------------------------------------------------------
+
+@bp.route("/stripe/resources/<int:resource_id>/remove", methods=["GET"])
+def resource_remove_confirm(resource_id):
+    """The trash icon's confirmation modal."""
+    res = db.session.get(StripeResource, resource_id)
+    if res is None:
+        abort(404)
+    return _modal("apps/_remove_resource.html", resource=res)
+
+
+@bp.route("/stripe/resources/<int:resource_id>/remove", methods=["POST"])
+def resource_remove(resource_id):
+    """"Remove": delete the endpoint in Stripe, keep all synced data."""
+    res = db.session.get(StripeResource, resource_id)
+    if res is None:
+        abort(404)
+    try:
+        disconnect.disconnect_resource(res)
+    except disconnect.AlreadyRemoved as exc:
+        return _modal("apps/_remove_resource.html", 409, resource=res, error=str(exc), gone=True)
+    except StripeProblem as exc:
+        return _modal("apps/_remove_resource.html", 502, resource=res,
+                      error="Stripe could not be reached, so the webhook endpoint may still exist. "
+                            f"{exc.message} The resource stays listed as “Disconnecting” until a retry works.")
+    flash(f"{res.name} was removed. Its synced contacts, tags, orders and logs stay.", "success")
+    return _htmx_redirect(url_for("apps.stripe_page"))
+
+
+def _account_or_404(account_id) -> StripeAccount:
+    """A connected account, or 404."""
+    account = db.session.get(StripeAccount, account_id)
+    if account is None:
+        abort(404)
+    return account
+
+
+@bp.route("/stripe/accounts/<int:account_id>/disconnect", methods=["GET"])
+def account_disconnect_confirm(account_id):
+    """The "Disconnect Account" modal."""
+    return _modal("apps/_disconnect_account.html", account=_account_or_404(account_id))
+
+
+@bp.route("/stripe/accounts/<int:account_id>/disconnect", methods=["POST"])
+def account_disconnect(account_id):
+    """"Disconnect": every resource removed, the key erased, synced data kept."""
+    account = _account_or_404(account_id)
+    try:
+        disconnect.disconnect_account(account)
+    except disconnect.AlreadyRemoved as exc:
+        return _modal("apps/_disconnect_account.html", 409, account=account, error=str(exc), gone=True)
+    except StripeProblem as exc:
+        return _modal("apps/_disconnect_account.html", 502, account=account,
+                      error=f"Not every webhook endpoint could be removed in Stripe. {exc.message} "
+                            "The account stays connected; retry when Stripe is reachable.")
+    flash(f"The Stripe account {account.email or account.stripe_account_id} was disconnected. "
+          "Previously synced data stays.", "success")
+    return _htmx_redirect(url_for("apps.stripe_page"))
+
+
+def resource_counts(accounts) -> dict[int, dict[str, int]]:
+    """Per resource: events synced, skipped and failed, from the per-resource counters."""
+    return {r.id: {"synced": r.synced_count, "skipped": r.skipped_count, "failed": r.failed_count}
+            for a in accounts for r in a.resources}
+
+
+__all__ = ["log_context", "resource_counts", "ACCOUNT_CONNECTED", "StripeEvent", "select"]
