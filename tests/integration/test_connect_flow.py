@@ -227,3 +227,11 @@ def test_mapping_row_fragment_shows_name_note(auth_client, db, stripe_key):
     body = auth_client.get(f"/apps/stripe/mapping-row?draft={draft}&row_role=extra&stripe_field=name",
                            headers=HX).get_data(as_text=True)
     assert body.lstrip().startswith('<div class="mapping-row') and "split into First Name and Last Name" in body
+
+
+def test_mapping_note_fragment_follows_the_stripe_field(auth_client, db, stripe_key):
+    auth_client.get("/apps/stripe")
+    name = auth_client.get("/apps/stripe/mapping-row?part=note&stripe_field=name", headers=HX).get_data(as_text=True)
+    phone = auth_client.get("/apps/stripe/mapping-row?part=note&stripe_field=phone", headers=HX).get_data(as_text=True)
+    assert name.startswith('<div class="note-slot') and "split into First Name and Last Name" in name
+    assert phone.startswith('<div class="note-slot') and "split" not in phone

@@ -134,7 +134,7 @@ def _mapping_ctx(draft, rows, general=None, limit=None):
 
 @bp.route("/stripe/mapping-row")
 def mapping_row():
-    """One mapping row: appended by "Add field mapping", re-rendered when its Stripe field changes."""
+    """One mapping row for "Add field mapping"; with part=note, the row's note when its Stripe field changes."""
     metadata_keys = request.args.getlist("meta")
     role = request.args.get("row_role", ROLE_EXTRA)
     raw_field = request.args.get("crm_field", "")
@@ -142,7 +142,8 @@ def mapping_row():
                      request.args.get("stripe_field", ""), int(raw_field) if raw_field.isdigit() else None)
     if row.role == "email":
         row.field_id = connect.email_field_id()
-    return render_template("apps/_mapping_row.html", row=row, stripe_choices=choices(metadata_keys or ()),
+    template = "apps/_mapping_note.html" if request.args.get("part") == "note" else "apps/_mapping_row.html"
+    return render_template(template, row=row, stripe_choices=choices(metadata_keys or ()),
                            crm_fields=connect.crm_fields().values(), name_note=NAME_SPLIT_NOTE,
                            email_field_id=connect.email_field_id())
 
