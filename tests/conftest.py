@@ -2,9 +2,11 @@
 the app served on loopback, and a logged-in Chromium page."""
 import base64
 import hashlib
+import os
 import re
 import shutil
 import threading
+import uuid
 from pathlib import Path
 
 import pytest
@@ -32,19 +34,65 @@ def redis_server():
     server.stop()
 
 
-@pytest.fixture(scope="session")
-def migrated_template(tmp_path_factory):
-    """A SQLite file migrated once with Flask-Migrate; each test gets a copy."""
+# With TEST_DATABASE_URL (a PostgreSQL server, as scripts/test starts one) every test gets a fresh
+# database cloned from a migrated template; without it, a copy of a migrated SQLite file.
+PG_URL = os.environ.get("TEST_DATABASE_URL", "")
+WORKER = os.environ.get("PYTEST_XDIST_WORKER", "main")
+
+
+def _pg_admin(sql: str) -> None:
+    """Run one statement outside a transaction on the server's maintenance database."""
+    import psycopg
+    with psycopg.connect(PG_URL, autocommit=True) as conn:
+        conn.execute(sql)
+
+
+def _pg_url(dbname: str) -> str:
+    """The server URL pointed at another database."""
+    return PG_URL.rsplit("/", 1)[0] + "/" + dbname
+
+
+def _migrate(url: str, instance: Path) -> None:
+    """Apply every migration to an empty database with Flask-Migrate."""
     from flask_migrate import upgrade
 
-    path = tmp_path_factory.mktemp("template") / "template.sqlite3"
-    app = create_app({"DATABASE_URL": f"sqlite:///{path}", "SECRET_KEY": "t", "ENCRYPTION_KEY": _fernet_key(),
-                      "INSTANCE_PATH": str(path.parent), "REDIS_URL": "redis://127.0.0.1:1/0"})
+    app = create_app({"DATABASE_URL": url, "SECRET_KEY": "t", "ENCRYPTION_KEY": _fernet_key(),
+                      "INSTANCE_PATH": str(instance), "REDIS_URL": "redis://127.0.0.1:1/0"})
     with app.app_context():
         upgrade(directory=str(ROOT / "migrations"))
         from webapp.extensions import db
         db.engine.dispose()
-    return path
+
+
+@pytest.fixture(scope="session")
+def migrated_template(tmp_path_factory):
+    """A database migrated once; each test gets a copy (a file copy, or CREATE DATABASE … TEMPLATE)."""
+    folder = tmp_path_factory.mktemp("template")
+    if PG_URL:
+        name = f"tpl_{WORKER}"
+        _pg_admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        _pg_admin(f"CREATE DATABASE {name}")
+        _migrate(_pg_url(name), folder)
+        yield name
+        _pg_admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        return
+    path = folder / "template.sqlite3"
+    _migrate(f"sqlite:///{path}", folder)
+    yield path
+
+
+@pytest.fixture
+def database_url(tmp_path, migrated_template):
+    """A fresh migrated database for one test."""
+    if PG_URL:
+        name = f"t_{WORKER}_{uuid.uuid4().hex[:10]}"
+        _pg_admin(f"CREATE DATABASE {name} TEMPLATE {migrated_template}")
+        yield _pg_url(name)
+        _pg_admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        return
+    db_path = tmp_path / "crm.sqlite3"
+    shutil.copy(migrated_template, db_path)
+    yield f"sqlite:///{db_path}"
 
 
 def _fernet_key() -> str:
@@ -80,13 +128,11 @@ def stripe_key(stripe_double):
 
 
 @pytest.fixture
-def app_config(tmp_path, migrated_template, redis_server, stripe_double):
+def app_config(tmp_path, database_url, redis_server, stripe_double):
     """The test mapping for create_app; tests may tweak it before the app fixture builds."""
-    db_path = tmp_path / "crm.sqlite3"
-    shutil.copy(migrated_template, db_path)
     return {
         "TESTING": True,
-        "DATABASE_URL": f"sqlite:///{db_path}",
+        "DATABASE_URL": database_url,
         "REDIS_URL": redis_server.url,
         "SECRET_KEY": "test-secret",
         "ENCRYPTION_KEY": _fernet_key(),

@@ -1,7 +1,10 @@
 """Forms for contacts, custom fields and tags; domain rules live in crm.service."""
 from flask_wtf import FlaskForm
 from wtforms import SelectField, StringField, TextAreaField
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import Length, Optional
+
+from webapp.crm.models import FIELD_TYPES
 
 
 class ContactForm(FlaskForm):
@@ -17,8 +20,7 @@ class FieldForm(FlaskForm):
     """A new custom field."""
 
     label = StringField("Field name")
-    type = SelectField("Type", choices=[("text", "Text"), ("number", "Number"), ("date", "Date"),
-                                        ("dropdown", "Dropdown")])
+    type = SelectField("Type", choices=[SelectChoice(key, label) for key, label in FIELD_TYPES.items()])
     options = TextAreaField("Options (one per line, for dropdowns)")
 
 
