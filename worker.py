@@ -1,4 +1,10 @@
-"""RQ worker: builds the app once and processes jobs (with the scheduler, for retries and waits)."""
+"""RQ worker: builds the app once and processes jobs (with the scheduler, for retries and waits).
+
+It also runs the Stripe event sweep (webapp/stripe_sync/sweep.py) on a background thread every
+EVENT_SWEEP_INTERVAL seconds, so events recorded while Redis was down, or whose worker died in
+the middle of a job, are queued again without anyone running a command. With several workers a
+Redis lock lets one of them sweep per interval. --burst sweeps once before working instead.
+"""
 import argparse
 import logging
 
@@ -6,6 +12,9 @@ from rq import SimpleWorker, Worker
 
 from webapp import create_app
 from webapp.redis_queue import get_queue, get_redis
+from webapp.stripe_sync.sweep import start_periodic_sweep, sweep_unqueued
+
+log = logging.getLogger("worker")
 
 # SimpleWorker runs each job in this process: no fork per job, so thousands of small webhook jobs
 # a second are possible; the job timeout still applies. --fork picks RQ's isolating Worker.
@@ -18,12 +27,23 @@ def main(argv=None) -> None:
     parser.add_argument("--burst", action="store_true", help="exit when the queue is empty")
     parser.add_argument("--worker-class", choices=sorted(WORKER_CLASSES), default="simple")
     parser.add_argument("--name", default=None)
+    parser.add_argument("--no-sweep", action="store_true", help="do not run the Stripe event sweep")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = create_app()
+    stop_sweep = None
     with app.app_context():
+        if not args.no_sweep:
+            if args.burst:
+                sweep_unqueued()
+            else:
+                stop_sweep = start_periodic_sweep(app)
         worker = WORKER_CLASSES[args.worker_class]([get_queue()], connection=get_redis(), name=args.name)
-        worker.work(burst=args.burst, with_scheduler=True, logging_level="INFO")
+        try:
+            worker.work(burst=args.burst, with_scheduler=True, logging_level="INFO")
+        finally:
+            if stop_sweep is not None:
+                stop_sweep.set()
 
 
 if __name__ == "__main__":

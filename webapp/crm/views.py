@@ -118,9 +118,14 @@ def contact_edit(contact_id):
 @bp.route("/contacts/<int:contact_id>")
 def contact_detail(contact_id):
     """Everything the CRM knows about one contact."""
+    from webapp.stripe_sync.contact_commerce import badge_class, commerce_for_contact
+    from webapp.stripe_sync.money import format_amount
+
     contact = _contact_or_404(contact_id)
     return render_template("crm/contact.html", contact=contact, fields=service.custom_fields(),
-                           values=service.custom_values(contact), tag_form=TagForm())
+                           values=service.custom_values(contact), tag_form=TagForm(),
+                           commerce=commerce_for_contact(contact.id), format_amount=format_amount,
+                           badge_class=badge_class)
 
 
 def _tags_fragment(contact, form=None, error=None, status=200):

@@ -1,0 +1,84 @@
+"""A worker SIGKILLed in the middle of a job: the event is processed exactly once, eventually."""
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+
+from sqlalchemy import func, select
+
+from webapp.config import ROOT
+from webapp.crm.models import Contact, ContactTag, TriggerFired
+from webapp.redis_queue import get_queue
+from webapp.stripe_sync.dispatch import job_id_for
+from webapp.stripe_sync.models import StripeEvent, SyncLog
+from webapp.stripe_sync.sweep import sweep_unqueued, worker_alive
+
+
+def count(db, model):
+    return db.session.scalar(select(func.count()).select_from(model))
+
+
+def wait_for(predicate, timeout=20.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_killed_worker_mid_job_is_recovered_by_the_sweep(app, connect_resource, post_event, run_worker, db,
+                                                         stripe_double, redis_server):
+    resource = connect_resource("charge")
+    assert post_event(resource, "charge.succeeded").status_code == 200
+    row_id = db.session.scalar(select(StripeEvent.id))
+    db.session.remove()
+    stripe_double.set_latency(6)  # the job will hang in the customer fetch
+
+    name = f"doomed-{uuid.uuid4().hex[:8]}"
+    env = {**os.environ, "DATABASE_URL": app.config["DATABASE_URL"], "REDIS_URL": redis_server.url,
+           "STRIPE_API_BASE": stripe_double.url, "ENCRYPTION_KEY": app.config["ENCRYPTION_KEY"],
+           "SECRET_KEY": "test"}
+    worker = subprocess.Popen([sys.executable, "worker.py", "--name", name, "--no-sweep"], cwd=ROOT, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        queue = get_queue()
+        job_key = f"rq:job:{job_id_for(row_id)}"
+
+        def in_the_fetch():
+            """Job started and its attempt counted: the next step is the (slow) customer fetch."""
+            attempts = db.session.scalar(select(StripeEvent.attempts).where(StripeEvent.id == row_id))
+            db.session.rollback()
+            return queue.connection.hget(job_key, "status") == b"started" and attempts == 1
+
+        started = wait_for(in_the_fetch)
+        time.sleep(0.3)
+        assert started, "the worker never got into the job"
+        os.kill(worker.pid, signal.SIGKILL)
+        worker.wait(10)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait(10)
+    stripe_double.set_latency(0)
+
+    event = db.session.get(StripeEvent, row_id)
+    assert (event.status, event.attempts) == ("queued", 1)  # the attempt was counted, nothing else written
+    assert count(db, SyncLog) == 0 and count(db, Contact) == 0
+    assert not worker_alive(queue.connection, name)
+    db.session.remove()
+
+    report = sweep_unqueued(0)
+    assert report.requeued == 1
+    assert sweep_unqueued(0).changed == 0  # the new job is waiting; nothing is queued twice
+    run_worker()
+
+    event = db.session.get(StripeEvent, row_id)
+    assert (event.status, event.attempts) == ("processed", 2)
+    logs = list(db.session.scalars(select(SyncLog)))
+    assert [(log.outcome, log.attempt) for log in logs] == [("created", 2)]
+    assert count(db, Contact) == 1 and count(db, TriggerFired) == 1
+    assert count(db, ContactTag) == 2
+    assert sweep_unqueued(0).changed == 0

@@ -1,0 +1,70 @@
+"""Putting a recorded Stripe event on the RQ queue: one job id per event row, one retry policy.
+
+The job id is derived from the row id (`stripe-event-<id>`) so the sweep can find an event's job
+without a column for it, and re-enqueueing replaces a dead job instead of piling up copies.
+Running a job twice is harmless anyway: `process_event` claims the row in its transaction.
+"""
+import logging
+
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from rq import Queue, Retry
+from rq.exceptions import NoSuchJobError
+from rq.job import Job
+from sqlalchemy import update
+
+from webapp.extensions import db
+from webapp.redis_queue import get_queue
+from webapp.stripe_sync.models import EVENT_FAILED, EVENT_QUEUED, StripeEvent
+from webapp.stripe_sync.sync_settings import retry_intervals, setting
+from webapp.timeutil import utcnow
+
+log = logging.getLogger(__name__)
+
+JOB_FUNC = "webapp.jobs.process_event"
+REDIS_DOWN = (RedisConnectionError, RedisTimeoutError)
+
+
+def job_id_for(event_row_id: int) -> str:
+    """Deterministic, so the sweep can look the job up from the event row alone."""
+    return f"stripe-event-{event_row_id}"
+
+
+def retry_policy(retries: int | None = None) -> Retry | None:
+    """RQ's retry with the configured backoff; `retries` caps it when earlier attempts were spent."""
+    intervals = retry_intervals()
+    count = len(intervals) if retries is None else min(retries, len(intervals))
+    if count <= 0:
+        return None
+    return Retry(max=count, interval=intervals[len(intervals) - count:])
+
+
+def enqueue_event(event_row_id: int, queue: Queue | None = None, retries: int | None = None):
+    """Queue `process_event(row id)`; Redis errors propagate so the caller decides what "down" means."""
+    queue = queue or get_queue()
+    return queue.enqueue(
+        JOB_FUNC, event_row_id,
+        job_id=job_id_for(event_row_id),
+        retry=retry_policy(retries),
+        job_timeout=int(setting("EVENT_JOB_TIMEOUT")),
+        result_ttl=int(setting("EVENT_RESULT_TTL")),
+        description=f"process Stripe event row {event_row_id}",
+    )
+
+
+def retry_event(event_row_id: int) -> bool:
+    """The sync log's Retry button: run a failed event again with a fresh set of retries."""
+    changed = db.session.execute(
+        update(StripeEvent).where(StripeEvent.id == event_row_id, StripeEvent.status == EVENT_FAILED)
+        .values(status=EVENT_QUEUED, enqueued_at=utcnow())).rowcount
+    db.session.commit()
+    if not changed:
+        return False
+    queue = get_queue()
+    try:
+        Job.fetch(job_id_for(event_row_id), connection=queue.connection).delete(remove_from_queue=True)
+    except NoSuchJobError:
+        pass
+    enqueue_event(event_row_id, queue)  # if Redis is down now, the sweep finds the queued row later
+    log.info("Stripe event row %s queued again by hand", event_row_id)
+    return True

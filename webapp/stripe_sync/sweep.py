@@ -1,0 +1,240 @@
+"""The safety net under intake: every recorded event eventually gets a job that runs to the end.
+
+`sweep_unqueued(older_than_seconds)` finds, among events older than the grace period:
+- "received" events, recorded while Redis was down: enqueued now;
+- "queued" (or "failed" with attempts left) events whose job can no longer finish it: the job
+  is missing (Redis lost it, or intake died between commit and enqueue), its worker died in the
+  middle of it (SIGKILL, OOM, power loss), or RQ gave up on it as abandoned. Those are requeued
+  with the retries they have left, or, once an event has used all its attempts (one that keeps
+  killing workers), marked failed for the log's Retry button instead of looping forever.
+
+A started job's worker counts as dead when its RQ worker key has expired (no heartbeat), when it
+registered its death, or, for a worker on this host, when its pid no longer exists, which spots a
+SIGKILL in seconds instead of waiting for the heartbeat TTL. Jobs that are queued, scheduled for
+a retry, deferred, stopped or cancelled by an operator are left alone. Requeuing is safe even when
+the old run is somehow still alive: `process_event` claims the row, so only one run can commit.
+
+The worker process runs the sweep every EVENT_SWEEP_INTERVAL seconds (one worker at a time, by a
+Redis lock); `flask --app app stripe-sweep` runs it once by hand.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+
+import click
+from flask import Flask
+from flask.cli import with_appcontext
+from rq import Queue
+from rq.exceptions import NoSuchJobError
+from rq.job import Job, JobStatus
+from rq.worker import Worker
+from sqlalchemy import and_, or_, select, update
+
+from webapp.extensions import db
+from webapp.redis_queue import get_queue
+from webapp.stripe_sync.dispatch import REDIS_DOWN, enqueue_event, job_id_for
+from webapp.stripe_sync.models import (
+    EVENT_FAILED, EVENT_QUEUED, EVENT_RECEIVED, OUTCOME_FAILED, StripeEvent, SyncLog,
+)
+from webapp.stripe_sync.sync_settings import max_attempts, setting
+from webapp.timeutil import utcnow
+
+log = logging.getLogger(__name__)
+
+LOCK_KEY = "stripe-sync:sweep-lock"
+WAITING = {JobStatus.QUEUED.value, JobStatus.SCHEDULED.value, JobStatus.DEFERRED.value}
+LEFT_BY_OPERATOR = {JobStatus.STOPPED.value, JobStatus.CANCELED.value}
+
+
+@dataclass
+class SweepReport:
+    """What one sweep did, for the log line and the CLI."""
+
+    enqueued: int = 0   # received, never queued
+    requeued: int = 0   # queued, but the job was lost or its worker died
+    gave_up: int = 0    # lost too many times; left failed
+
+    @property
+    def changed(self) -> int:
+        """How many events the sweep touched."""
+        return self.enqueued + self.requeued + self.gave_up
+
+    def __str__(self) -> str:
+        """The log line's wording."""
+        return f"{self.enqueued} enqueued, {self.requeued} requeued, {self.gave_up} given up"
+
+
+def sweep_unqueued(older_than_seconds: float | None = None, queue: Queue | None = None) -> SweepReport:
+    """Enqueue recorded-but-unqueued events and requeue ones whose job was lost; Redis errors propagate."""
+    grace = float(setting("EVENT_SWEEP_GRACE") if older_than_seconds is None else older_than_seconds)
+    cutoff = utcnow() - timedelta(seconds=max(0.0, grace))
+    queue = queue or get_queue()
+    report = SweepReport()
+    _enqueue_received(cutoff, queue, report)
+    _recover_lost(cutoff, queue, report)
+    if report.changed:
+        log.info("Stripe event sweep: %s", report)
+    return report
+
+
+def _enqueue_received(cutoff, queue: Queue, report: SweepReport) -> None:
+    """Events intake recorded while Redis was unreachable."""
+    ids = list(db.session.scalars(
+        select(StripeEvent.id).where(StripeEvent.status == EVENT_RECEIVED, StripeEvent.received_at <= cutoff)
+        .order_by(StripeEvent.id).limit(int(setting("EVENT_SWEEP_BATCH")))))
+    db.session.rollback()
+    for event_id in ids:
+        enqueue_event(event_id, queue)
+        db.session.execute(update(StripeEvent).where(StripeEvent.id == event_id, StripeEvent.status == EVENT_RECEIVED)
+                           .values(status=EVENT_QUEUED, enqueued_at=utcnow()))
+        db.session.commit()
+        report.enqueued += 1
+
+
+def _recover_lost(cutoff, queue: Queue, report: SweepReport) -> None:
+    """Queued (or retrying) events whose job will never finish them."""
+    limit = max_attempts()
+    rows = db.session.execute(
+        select(StripeEvent.id, StripeEvent.status, StripeEvent.attempts)
+        .where(StripeEvent.enqueued_at <= cutoff,
+               or_(StripeEvent.status == EVENT_QUEUED,
+                   and_(StripeEvent.status == EVENT_FAILED, StripeEvent.attempts < limit)))
+        .order_by(StripeEvent.id).limit(int(setting("EVENT_SWEEP_BATCH")))).all()
+    db.session.rollback()
+    if not rows:
+        return
+    conn = queue.connection
+    with conn.pipeline(transaction=False) as pipe:
+        for row in rows:
+            pipe.hmget(Job.key_for(job_id_for(row.id)), "status", "worker_name")
+        jobs = pipe.execute()
+    for row, (raw_status, raw_worker) in zip(rows, jobs):
+        job_status = raw_status.decode() if raw_status else None
+        why = _why_lost(conn, row.status, job_status, raw_worker.decode() if raw_worker else "")
+        if why is None:
+            continue
+        current = db.session.scalar(select(StripeEvent.status).where(StripeEvent.id == row.id))
+        db.session.rollback()
+        if current != row.status:
+            continue  # a worker moved it on while we looked
+        if row.attempts >= limit:
+            _give_up(row.id, row.status, row.attempts, why)
+            report.gave_up += 1
+            continue
+        _drop_job(queue, row.id)
+        enqueue_event(row.id, queue, retries=limit - row.attempts - 1)
+        db.session.execute(update(StripeEvent).where(StripeEvent.id == row.id, StripeEvent.status == row.status)
+                           .values(status=EVENT_QUEUED, enqueued_at=utcnow()))
+        db.session.commit()
+        log.warning("Stripe event row %s requeued: %s (attempts so far: %s)", row.id, why, row.attempts)
+        report.requeued += 1
+
+
+def _why_lost(conn, event_status: str, job_status: str | None, worker_name: str) -> str | None:
+    """Why this event's job will not finish it, or None when it still will (or must be left alone)."""
+    if job_status is None:
+        return "its job is missing from Redis"
+    if job_status in WAITING or job_status in LEFT_BY_OPERATOR:
+        return None
+    if job_status == JobStatus.STARTED.value:
+        return None if worker_alive(conn, worker_name) else f"worker {worker_name or '?'} died during the job"
+    if job_status == JobStatus.FAILED.value:
+        # A failed event whose job failed is the normal end of its retries: it waits for Retry.
+        return None if event_status == EVENT_FAILED else "RQ gave up on its job as abandoned"
+    if job_status == JobStatus.FINISHED.value:
+        return "its job finished without finishing the event"
+    return None
+
+
+def worker_alive(conn, worker_name: str) -> bool:
+    """False when the RQ worker is known gone: key expired, death registered, or (same host) pid gone."""
+    if not worker_name:
+        return True  # nothing to go on; RQ's own abandoned-job cleanup will deal with it
+    pid, hostname, death = conn.hmget(Worker.redis_worker_namespace_prefix + worker_name, "pid", "hostname", "death")
+    if pid is None and hostname is None:
+        return False
+    if death:
+        return False
+    if hostname and hostname.decode() == socket.gethostname() and pid:
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return False
+        except (PermissionError, ValueError):
+            return True
+    return True
+
+
+def _drop_job(queue: Queue, event_id: int) -> None:
+    """Remove the dead job and its registry entries so RQ's own cleanup cannot run it a second time."""
+    try:
+        Job.fetch(job_id_for(event_id), connection=queue.connection).delete(remove_from_queue=False)
+    except NoSuchJobError:
+        pass
+
+
+def _give_up(event_id: int, status: str, attempts: int, why: str) -> None:
+    """Stop requeuing an event that was lost on every attempt; the Retry button can still run it."""
+    message = f"Gave up after {attempts} attempts: {why}."
+    event = db.session.get(StripeEvent, event_id)
+    if event is None or event.status != status:
+        db.session.rollback()
+        return
+    event.status, event.error = EVENT_FAILED, message
+    db.session.add(SyncLog(account_id=event.account_id, resource_id=event.resource_id, event_row_id=event.id,
+                           stripe_event_id=event.stripe_event_id, event_type=event.type, outcome=OUTCOME_FAILED,
+                           reason=message, attempt=attempts, duration_ms=0, historical=event.historical))
+    db.session.commit()
+    log.error("Stripe event row %s: %s", event_id, message)
+
+
+# --- running it ----------------------------------------------------------------------------------
+
+def sweep_once_locked(interval: float) -> SweepReport | None:
+    """One sweep unless another worker holds the lock for this interval."""
+    queue = get_queue()
+    token = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    if not queue.connection.set(LOCK_KEY, token, nx=True, ex=max(1, int(interval) - 1)):
+        return None
+    return sweep_unqueued(queue=queue)
+
+
+def start_periodic_sweep(app: Flask, interval: float | None = None) -> threading.Event:
+    """Sweep on a daemon thread of the worker process; set the returned event to stop it."""
+    stop = threading.Event()
+    with app.app_context():
+        interval = float(interval or setting("EVENT_SWEEP_INTERVAL"))
+
+    def loop():
+        """Sweep, then sleep until the next interval or until told to stop."""
+        while not stop.is_set():
+            with app.app_context():
+                try:
+                    sweep_once_locked(interval)
+                except REDIS_DOWN as exc:
+                    log.warning("Stripe event sweep skipped: Redis unavailable (%s)", type(exc).__name__)
+                except Exception:
+                    log.exception("Stripe event sweep failed")
+                finally:
+                    db.session.remove()
+            stop.wait(interval)
+
+    threading.Thread(target=loop, name="stripe-event-sweep", daemon=True).start()
+    log.info("Stripe event sweep runs every %.0f s", interval)
+    return stop
+
+
+@click.command("stripe-sweep")
+@click.option("--older-than", type=float, default=None,
+              help="Only events recorded at least this many seconds ago (default EVENT_SWEEP_GRACE).")
+@with_appcontext
+def sweep_command(older_than):
+    """Enqueue Stripe events that were recorded but never queued, or whose job was lost."""
+    report = sweep_unqueued(older_than)
+    click.echo(f"Stripe event sweep: {report}.")

@@ -1,0 +1,42 @@
+"""Tunables of webhook intake and event processing, with defaults, so config.py need not know them.
+
+Each can be overridden in the app config (tests shrink the waits):
+- EVENT_RETRY_INTERVALS: seconds RQ waits before each retry of a failed `process_event`; the job
+  runs at most 1 + len(intervals) times before the event stays failed for the Retry button.
+- EVENT_JOB_TIMEOUT: seconds one `process_event` may run before RQ kills it.
+- EVENT_SWEEP_INTERVAL / EVENT_SWEEP_GRACE: how often the worker's sweep runs and how old a
+  recorded-but-not-running event must be before the sweep (re)queues it.
+- WEBHOOK_CACHE_SECONDS: how long intake reuses a resource's decrypted signing secrets.
+- WEBHOOK_TOLERANCE: Stripe's signature timestamp tolerance.
+- STRIPE_RATE_LIMIT_RETRIES / STRIPE_RATE_LIMIT_BACKOFF: in-job retries of a plain 429 (which the
+  SDK does not retry itself) with exponential backoff from this many seconds.
+"""
+from flask import current_app
+
+DEFAULTS = {
+    "EVENT_RETRY_INTERVALS": [10, 60, 300, 1800, 7200],
+    "EVENT_JOB_TIMEOUT": 120,
+    "EVENT_RESULT_TTL": 300,
+    "EVENT_SWEEP_INTERVAL": 30,
+    "EVENT_SWEEP_GRACE": 30,
+    "EVENT_SWEEP_BATCH": 1000,
+    "WEBHOOK_CACHE_SECONDS": 10,
+    "WEBHOOK_TOLERANCE": 300,
+    "STRIPE_RATE_LIMIT_RETRIES": 3,
+    "STRIPE_RATE_LIMIT_BACKOFF": 0.5,
+}
+
+
+def setting(name: str):
+    """The app's value, else the default here, so every caller agrees on one fallback."""
+    return current_app.config.get(name, DEFAULTS[name])
+
+
+def retry_intervals() -> list[int]:
+    """RQ wants whole, non-negative seconds."""
+    return [max(0, int(s)) for s in setting("EVENT_RETRY_INTERVALS")]
+
+
+def max_attempts() -> int:
+    """The first run plus one per retry interval."""
+    return 1 + len(retry_intervals())
