@@ -59,7 +59,7 @@ def _migrate(url: str, instance: Path) -> None:
     app = create_app({"DATABASE_URL": url, "SECRET_KEY": "t", "ENCRYPTION_KEY": _fernet_key(),
                       "INSTANCE_PATH": str(instance), "REDIS_URL": "redis://127.0.0.1:1/0"})
     with app.app_context():
-        upgrade(directory=str(ROOT / "migrations"))
+        upgrade(directory=str(ROOT / "migrations"), revision="heads")
         from webapp.extensions import db
         db.engine.dispose()
 

@@ -26,6 +26,7 @@ def create_app(config=None) -> Flask:
                 template_folder=str(config_module.ROOT / "templates"),
                 static_folder=str(config_module.ROOT / "static"))
     app.config.update(cfg)
+    quiet_stripe_sdk_logs()
     if not app.config["SECRET_KEY"]:
         app.config["SECRET_KEY"] = secret_key(app.instance_path)
     if not app.config["ENCRYPTION_KEY"]:
@@ -51,6 +52,11 @@ def _sqlite_pragmas(dbapi_conn, _record):
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute("PRAGMA synchronous=NORMAL")
         cur.close()
+
+
+def quiet_stripe_sdk_logs() -> None:
+    """The SDK logs whole API responses at DEBUG, signing secrets included; never let them out."""
+    logging.getLogger("stripe").setLevel(logging.WARNING)
 
 
 def register_extensions(app: Flask) -> None:

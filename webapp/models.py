@@ -5,5 +5,5 @@ from webapp.crm.models import (  # noqa: F401
     RecurringPayment, RecurringPaymentStatus, Tag, TriggerFired,
 )
 from webapp.stripe_sync.models import (  # noqa: F401
-    ConnectDraft, FieldMapping, StripeAccount, StripeEvent, StripeResource, SyncLog, WebhookSecret,
+    ConnectDraft, FieldMapping, ResourceCounter, StripeAccount, StripeEvent, StripeResource, SyncLog, WebhookSecret,
 )

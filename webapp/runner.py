@@ -38,7 +38,7 @@ def _migrate() -> None:
 
     app = create_app()
     with app.app_context():
-        upgrade(directory=str(ROOT / "migrations"))
+        upgrade(directory=str(ROOT / "migrations"), revision="heads")
 
 
 def main() -> int:

@@ -1,4 +1,4 @@
-"""Per-resource counters of synced, skipped and failed sync attempts.
+"""Per-resource counters of sync attempts by outcome, sharded per process.
 
 Revision ID: 0003_resource_counters
 Revises: 0002_stripe
@@ -13,16 +13,18 @@ down_revision = '0002_stripe'
 branch_labels = None
 depends_on = None
 
-COUNTERS = ("synced_count", "skipped_count", "failed_count")
-
 
 def upgrade():
-    with op.batch_alter_table('stripe_resources') as batch:
-        for name in COUNTERS:
-            batch.add_column(sa.Column(name, sa.Integer(), nullable=False, server_default="0"))
+    op.create_table(
+        'resource_counters',
+        sa.Column('resource_id', sa.Integer(), nullable=False),
+        sa.Column('outcome', sa.String(length=20), nullable=False),
+        sa.Column('shard', sa.Integer(), nullable=False),
+        sa.Column('count', sa.Integer(), nullable=False),
+        sa.ForeignKeyConstraint(['resource_id'], ['stripe_resources.id'], ondelete='CASCADE'),
+        sa.PrimaryKeyConstraint('resource_id', 'outcome', 'shard'),
+    )
 
 
 def downgrade():
-    with op.batch_alter_table('stripe_resources') as batch:
-        for name in COUNTERS:
-            batch.drop_column(name)
+    op.drop_table('resource_counters')

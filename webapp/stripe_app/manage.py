@@ -3,7 +3,7 @@ import json
 import logging
 
 from flask import abort, flash, make_response, render_template, request, url_for
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from webapp.extensions import db
 from webapp.stripe_app.views import _htmx_redirect, _modal, bp, connected_accounts
@@ -13,7 +13,7 @@ from webapp.stripe_sync.events import ALL_EVENT_TYPES
 from webapp.stripe_sync.fields import NAME_SPLIT_NOTE, collect_metadata_keys
 from webapp.stripe_sync.mapping import choices, rows_from_form, rows_from_mappings
 from webapp.stripe_sync.models import (
-    ACCOUNT_CONNECTED, OUTCOMES, RESOURCE_DISCONNECTED, StripeAccount, StripeEvent, StripeResource, SyncLog,
+    ACCOUNT_CONNECTED, OUTCOMES, RESOURCE_DISCONNECTED, ResourceCounter, StripeAccount, StripeResource, SyncLog,
 )
 
 log = logging.getLogger(__name__)
@@ -71,7 +71,7 @@ def log_detail(log_id):
 @bp.route("/stripe/log/<int:log_id>/retry", methods=["POST"])
 def log_retry(log_id):
     """Enqueue a failed event again; the live log then shows the new attempt."""
-    from webapp.stripe_sync.dispatch import REDIS_DOWN, enqueue_event
+    from webapp.stripe_sync.dispatch import REDIS_DOWN, retry_event
 
     row = db.session.get(SyncLog, log_id)
     if row is None:
@@ -79,15 +79,16 @@ def log_retry(log_id):
     if not synclog.can_retry(row):
         return render_template("apps/_retry_result.html", row=row,
                                message="Nothing to retry: this event is no longer failed."), 409
-    event = synclog.event_for(row)
     try:
-        enqueue_event(event.id)
+        queued = retry_event(row.event_row_id)
     except REDIS_DOWN:
+        # The event is marked queued already; the worker's sweep enqueues it once Redis answers.
         return render_template("apps/_retry_result.html", row=row,
-                               message="The queue is unreachable right now; try again shortly."), 503
-    event.status = "queued"
-    db.session.commit()
-    log.info("retry of event row %s queued by a user", event.id)
+                               message="Retry recorded; it starts as soon as the queue is reachable.")
+    if not queued:
+        return render_template("apps/_retry_result.html", row=row,
+                               message="Nothing to retry: this event is no longer failed."), 409
+    log.info("retry of event row %s queued by a user", row.event_row_id)
     return render_template("apps/_retry_result.html", row=row, message="Retry queued")
 
 
@@ -203,9 +204,19 @@ def account_disconnect(account_id):
 
 
 def resource_counts(accounts) -> dict[int, dict[str, int]]:
-    """Per resource: events synced, skipped and failed, from the per-resource counters."""
-    return {r.id: {"synced": r.synced_count, "skipped": r.skipped_count, "failed": r.failed_count}
-            for a in accounts for r in a.resources}
+    """Per resource: sync attempts synced, skipped and failed, summed from the counter shards."""
+    ids = [r.id for a in accounts for r in a.resources]
+    counts = {rid: {"synced": 0, "skipped": 0, "failed": 0} for rid in ids}
+    if not ids:
+        return counts
+    rows = db.session.execute(
+        select(ResourceCounter.resource_id, ResourceCounter.outcome, func.sum(ResourceCounter.count))
+        .where(ResourceCounter.resource_id.in_(ids))
+        .group_by(ResourceCounter.resource_id, ResourceCounter.outcome))
+    for resource_id, outcome, total in rows:
+        key = {"created": "synced", "updated": "synced"}.get(outcome, outcome)
+        if key in counts[resource_id]:
+            counts[resource_id][key] += int(total)
+    return counts
 
 
-__all__ = ["log_context", "resource_counts", "ACCOUNT_CONNECTED", "StripeEvent", "select"]

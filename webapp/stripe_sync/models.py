@@ -1,8 +1,9 @@
 """Stripe connections (accounts, resources, mappings, secrets), received events and the sync log."""
+import os
 from datetime import datetime
 from typing import Optional
 
-from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint, event, update
+from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint, event
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from webapp.extensions import db
@@ -90,10 +91,6 @@ class StripeResource(db.Model):
     last_event_at: Mapped[Optional[datetime]] = mapped_column()
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     disconnected_at: Mapped[Optional[datetime]] = mapped_column()
-    # Sync attempts by outcome, kept by a SyncLog insert hook so the page never counts the log.
-    synced_count: Mapped[int] = mapped_column(default=0, server_default="0")
-    skipped_count: Mapped[int] = mapped_column(default=0, server_default="0")
-    failed_count: Mapped[int] = mapped_column(default=0, server_default="0")
 
     account: Mapped[StripeAccount] = relationship(back_populates="resources")
     mappings: Mapped[list["FieldMapping"]] = relationship(
@@ -216,17 +213,33 @@ class SyncLog(db.Model):
     contact: Mapped[Optional["Contact"]] = relationship(lazy="joined")  # noqa: F821
 
 
-_COUNTER_FOR_OUTCOME = {
-    OUTCOME_CREATED: "synced_count", OUTCOME_UPDATED: "synced_count",
-    OUTCOME_SKIPPED: "skipped_count", OUTCOME_FAILED: "failed_count",
-}
+class ResourceCounter(db.Model):
+    """Sync attempts per resource and outcome, so the manage page never counts the log.
+
+    Each process writes its own shard row, so concurrent workers never wait on one hot row."""
+
+    __tablename__ = "resource_counters"
+
+    resource_id: Mapped[int] = mapped_column(ForeignKey("stripe_resources.id", ondelete="CASCADE"), primary_key=True)
+    outcome: Mapped[str] = mapped_column(String(20), primary_key=True)
+    shard: Mapped[int] = mapped_column(primary_key=True)
+    count: Mapped[int] = mapped_column(default=0)
+
+
+COUNTER_SHARDS = 16
 
 
 @event.listens_for(SyncLog, "after_insert")
 def _count_attempt(_mapper, connection, target: SyncLog) -> None:
-    """Bump the resource's counter in the same transaction as the log row."""
-    column = _COUNTER_FOR_OUTCOME.get(target.outcome)
-    if column and target.resource_id:
-        table = StripeResource.__table__
-        connection.execute(update(table).where(table.c.id == target.resource_id)
-                           .values({column: table.c[column] + 1}))
+    """Add one to this process's shard of the resource's counter, in the log row's transaction."""
+    if not target.resource_id:
+        return
+    if connection.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    table = ResourceCounter.__table__
+    stmt = insert(table).values(resource_id=target.resource_id, outcome=target.outcome,
+                                shard=os.getpid() % COUNTER_SHARDS, count=1)
+    connection.execute(stmt.on_conflict_do_update(
+        index_elements=["resource_id", "outcome", "shard"], set_={"count": table.c["count"] + 1}))

@@ -29,7 +29,7 @@ from webapp.stripe_sync.dispatch import REDIS_DOWN, enqueue_event
 from webapp.stripe_sync.events import events_for_resource, resource
 from webapp.stripe_sync.models import (
     ACCOUNT_DISCONNECTED, EVENT_IGNORED, EVENT_QUEUED, EVENT_RECEIVED, OUTCOME_IGNORED,
-    RESOURCE_DISCONNECTED, RESOURCE_DISCONNECTING, StripeEvent, StripeResource, SyncLog,
+    RESOURCE_DISCONNECTED, StripeEvent, StripeResource, SyncLog,
 )
 from webapp.stripe_sync.sync_settings import setting
 from webapp.timeutil import utcnow
@@ -38,7 +38,9 @@ log = logging.getLogger(__name__)
 
 MAX_TOKEN_LENGTH = 64
 LAST_EVENT_TOUCH_SECONDS = 5  # how stale resource.last_event_at may get, to spare a row lock per event
-CLOSED_STATUSES = {RESOURCE_DISCONNECTED, RESOURCE_DISCONNECTING}
+# A resource being removed still takes events: its endpoint may still exist in Stripe until the
+# removal is confirmed, and nothing Stripe sends may be lost meanwhile.
+CLOSED_STATUSES = {RESOURCE_DISCONNECTED}
 
 
 @dataclass(frozen=True)
