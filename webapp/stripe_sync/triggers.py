@@ -1,14 +1,17 @@
 """The one hand-off from the Stripe sync to automations: record that a trigger fired.
 
-The automations issue will make `fire_trigger` start automation runs; until then a TriggerFired
-row is the record. A trigger fires at most once per (trigger, event, contact), enforced by the
+A TriggerFired row is the record; once the transaction that wrote it commits, every listener
+registered with `on_fired` is called with the new rows' ids (automations start runs there). A trigger fires at most once per (trigger, event, contact), enforced by the
 table's unique constraint, so a redelivered or retried event never fires it twice. Historical
 records fire nothing unless the resource was connected with "trigger automations" for history.
 """
 import logging
 
-from sqlalchemy import select
+from typing import Callable
+
+from sqlalchemy import event, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from webapp.crm.models import Contact, TriggerFired
 from webapp.extensions import db
@@ -49,5 +52,37 @@ def fire_trigger(trigger: str, contact: Contact, event_row: StripeEvent, details
             db.session.add(fired)
     except IntegrityError:
         return None
+    db.session.info.setdefault(_PENDING, []).append(fired.id)
     log.debug("Trigger %s fired for contact %s by event row %s", trigger, contact.id, event_row.id)
     return fired
+
+
+# --- after commit: tell the listeners -------------------------------------------------------------
+
+_PENDING = "fired_trigger_ids"
+_listeners: list[Callable[[list[int]], None]] = []
+
+
+def on_fired(listener: Callable[[list[int]], None]) -> None:
+    """Register a callable that receives the ids of TriggerFired rows once they are committed."""
+    if listener not in _listeners:
+        _listeners.append(listener)
+
+
+@event.listens_for(Session, "after_commit")
+def _announce(session: Session) -> None:
+    """Only committed firings are announced; a listener failing never undoes the commit."""
+    ids = session.info.pop(_PENDING, None)
+    if not ids:
+        return
+    for listener in list(_listeners):
+        try:
+            listener(list(ids))
+        except Exception:  # noqa: BLE001 - the rows are stored; a sweep can pick them up later
+            log.exception("trigger listener %r failed for %s fired trigger(s)", listener, len(ids))
+
+
+@event.listens_for(Session, "after_rollback")
+def _forget(session: Session) -> None:
+    """A rolled-back transaction fired nothing."""
+    session.info.pop(_PENDING, None)
