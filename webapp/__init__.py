@@ -39,6 +39,8 @@ def create_app(config=None) -> Flask:
     register_errors(app)
     register_template_globals(app)
     register_cli(app)
+    from webapp.webhooks.fastlane import WebhookFastLane
+    app.wsgi_app = WebhookFastLane(app, app.wsgi_app)
     return app
 
 

@@ -40,16 +40,21 @@ def retry_policy(retries: int | None = None) -> Retry | None:
 
 
 def enqueue_event(event_row_id: int, queue: Queue | None = None, retries: int | None = None):
-    """Queue `process_event(row id)`; Redis errors propagate so the caller decides what "down" means."""
+    """Queue `process_event(row id)` in one Redis round trip; Redis errors propagate so the caller
+    decides what "down" means."""
     queue = queue or get_queue()
-    return queue.enqueue(
-        JOB_FUNC, event_row_id,
-        job_id=job_id_for(event_row_id),
-        retry=retry_policy(retries),
-        job_timeout=int(setting("EVENT_JOB_TIMEOUT")),
-        result_ttl=int(setting("EVENT_RESULT_TTL")),
-        description=f"process Stripe event row {event_row_id}",
-    )
+    with queue.connection.pipeline() as pipe:
+        job = queue.enqueue_call(
+            JOB_FUNC, args=(event_row_id,),
+            job_id=job_id_for(event_row_id),
+            retry=retry_policy(retries),
+            timeout=int(setting("EVENT_JOB_TIMEOUT")),
+            result_ttl=int(setting("EVENT_RESULT_TTL")),
+            description=f"process Stripe event row {event_row_id}",
+            pipeline=pipe,
+        )
+        pipe.execute()
+    return job
 
 
 def retry_event(event_row_id: int) -> bool:

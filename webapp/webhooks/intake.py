@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import stripe
 from flask import current_app
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import joinedload
 
@@ -239,7 +239,7 @@ def _record(info: ResourceInfo, event: dict, text: str) -> Reply:
     """Insert the event once; enqueue it unless the resource does not subscribe to its type."""
     now = utcnow()
     subscribed = event["type"] in info.events
-    row = StripeEvent(
+    values = dict(
         account_id=info.account_id, resource_id=info.id, stripe_event_id=event["id"], type=event["type"],
         created=event["created"], livemode=bool(event.get("livemode")), payload=text,
         status=EVENT_QUEUED if subscribed else EVENT_IGNORED, historical=False, attempts=0,
@@ -247,17 +247,15 @@ def _record(info: ResourceInfo, event: dict, text: str) -> Reply:
     )
     touch = time.monotonic() - info.touched_at > LAST_EVENT_TOUCH_SECONDS
     try:
-        db.session.add(row)
-        db.session.flush()
-        row_id = row.id
-        if not subscribed:
-            db.session.add(_ignored_log(info, event, row_id, now))
-        if touch:
-            db.session.execute(
-                update(StripeResource).where(StripeResource.id == info.id).values(last_event_at=now))
-        db.session.commit()
+        # Core statements on a pooled connection: the hot path of the product, so no ORM bookkeeping.
+        with db.engine.begin() as conn:
+            row_id = conn.execute(_INSERT_EVENT, values).scalar_one()
+            if not subscribed:
+                conn.execute(insert(SyncLog.__table__), _ignored_log(info, event, row_id, now))
+            if touch:
+                conn.execute(update(StripeResource.__table__).where(StripeResource.__table__.c.id == info.id)
+                             .values(last_event_at=now))
     except IntegrityError:
-        db.session.rollback()
         log.info("Duplicate Stripe event %s for resource %s acknowledged", event["id"], info.id)
         return Reply(200, {"received": True, "duplicate": True})
     if touch:
@@ -279,11 +277,15 @@ def _record(info: ResourceInfo, event: dict, text: str) -> Reply:
     return Reply(200, {"received": True})
 
 
-def _ignored_log(info: ResourceInfo, event: dict, row_id: int, now) -> SyncLog:
+def _ignored_log(info: ResourceInfo, event: dict, row_id: int, now) -> dict:
     """The sync log row that says why an event was recorded but not processed."""
-    return SyncLog(
+    return dict(
         created_at=now, account_id=info.account_id, resource_id=info.id, event_row_id=row_id,
         stripe_event_id=event["id"], event_type=event["type"], outcome=OUTCOME_IGNORED,
         reason=f"The {resource(info.kind).name} resource does not subscribe to {event['type']}.",
-        attempt=0, duration_ms=0,
+        attempt=0, duration_ms=0, historical=False,
     )
+
+
+# Built once: the compiled form is cached, so each delivery only binds its values.
+_INSERT_EVENT = insert(StripeEvent.__table__).returning(StripeEvent.__table__.c.id)

@@ -1,0 +1,43 @@
+"""A WSGI fast lane for Stripe deliveries: POST /webhooks/stripe/<token> goes straight to intake,
+skipping Flask's routing, sessions, login gate, rate limiter and page hooks (none of which apply to
+a signed machine-to-machine call). Intake is the one hot path of the product."""
+import json
+import logging
+import re
+
+from werkzeug.wrappers import Request, Response
+
+from webapp.webhooks import intake
+
+log = logging.getLogger(__name__)
+PATH_RE = re.compile(r"^/webhooks/stripe/([^/]{1,200})/?$")
+MAX_BODY = 1024 * 1024  # Stripe events are far smaller; anything larger is not one
+
+
+class WebhookFastLane:
+    """Wraps app.wsgi_app; everything that is not a webhook POST passes through untouched."""
+
+    def __init__(self, app, wsgi_app):
+        self.app = app
+        self.wsgi_app = wsgi_app
+
+    def __call__(self, environ, start_response):
+        match = PATH_RE.match(environ.get("PATH_INFO", ""))
+        if match is None or environ.get("REQUEST_METHOD") != "POST":
+            return self.wsgi_app(environ, start_response)
+        request = Request(environ)
+        if (request.content_length or 0) > MAX_BODY:
+            return _json(413, {"error": "body too large"})(environ, start_response)
+        body = request.get_data(cache=False)
+        with self.app.app_context():
+            try:
+                reply = intake.receive(match.group(1), body, request.headers.get("Stripe-Signature"))
+            finally:
+                from webapp.extensions import db
+                db.session.remove()
+        return _json(reply.status, reply.body)(environ, start_response)
+
+
+def _json(status: int, body: dict) -> Response:
+    """Plain JSON, never an HTML page: Stripe shows the body in its delivery log."""
+    return Response(json.dumps(body, separators=(",", ":")), status=status, mimetype="application/json")
