@@ -15,7 +15,7 @@ from webapp.instance_secrets import encryption_key, secret_key
 log = logging.getLogger(__name__)
 
 # Endpoints reachable without logging in; every other one requires a user.
-PUBLIC_ENDPOINTS = {"auth.login", "auth.setup", "static", "health.healthz"}
+PUBLIC_ENDPOINTS = {"auth.login", "auth.setup", "static", "health.healthz", "metrics.metrics"}
 PUBLIC_BLUEPRINTS = {"webhooks"}
 
 
@@ -87,13 +87,16 @@ def register_blueprints(app: Flask) -> None:
     """One blueprint per surface."""
     from webapp.auth.views import bp as auth_bp
     from webapp.health import bp as health_bp
+    from webapp.metrics import LiveGauges
+    from webapp.metrics import bp as metrics_bp
     from webapp.crm.views import bp as crm_bp
     from webapp.settings.views import bp as settings_bp
     import webapp.stripe_app.manage  # noqa: F401  (adds the manage-page routes to apps_bp)
     from webapp.stripe_app.views import bp as apps_bp
     from webapp.webhooks.views import bp as webhooks_bp
 
-    for bp in (auth_bp, crm_bp, apps_bp, settings_bp, webhooks_bp, health_bp):
+    app.extensions["live_gauges"] = LiveGauges(app)
+    for bp in (auth_bp, crm_bp, apps_bp, settings_bp, webhooks_bp, health_bp, metrics_bp):
         app.register_blueprint(bp)
     csrf.exempt(webhooks_bp)
 

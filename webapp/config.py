@@ -12,7 +12,7 @@ HTMX_SRI = "sha384-2OatzQy1H+Zd/IIrjr1TcuDGqLXeHhbooAyJY1KdQMKnr4LZ22k31GBLdYKHm
 
 ENV_KEYS = (
     "SECRET_KEY", "DATABASE_URL", "REDIS_URL", "STRIPE_API_BASE", "PUBLIC_BASE_URL",
-    "ENCRYPTION_KEY", "HTMX_URL", "PORT", "SMTP_URL",
+    "ENCRYPTION_KEY", "HTMX_URL", "PORT", "SMTP_URL", "METRICS_TOKEN",
 )
 
 
@@ -29,6 +29,7 @@ def defaults():
         "HTMX_SRI": HTMX_SRI,
         "PORT": 5000,
         "SMTP_URL": None,
+        "METRICS_TOKEN": None,  # lets Prometheus scrape /metrics without a login
         "INSTANCE_PATH": str(INSTANCE),
         "RQ_QUEUE": "default",
         "CONTACTS_PER_PAGE": 50,

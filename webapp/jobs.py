@@ -5,6 +5,7 @@ worker-only code. worker.py runs them inside its app context; a bare `rq worker`
 gets one app built once per process.
 """
 import logging
+import time
 from contextlib import contextmanager
 
 from flask import has_app_context
@@ -31,11 +32,17 @@ def _app_context():
 
 def process_event(event_row_id: int) -> str:
     """Process one recorded Stripe event; exceptions propagate so RQ retries with backoff."""
+    from webapp.metrics import EVENTS_PROCESSED, PROCESSING_SECONDS
     from webapp.stripe_sync.processing import process_event as process
 
+    started = time.perf_counter()
+    outcome = "failed"
     with _app_context():
         try:
-            return process(event_row_id)
+            outcome = process(event_row_id)
+            return outcome
         finally:
             # Each job starts with an empty identity map and returns its connection to the pool.
             db.session.remove()
+            EVENTS_PROCESSED.labels(outcome=outcome.replace(" ", "_")).inc()
+            PROCESSING_SECONDS.observe(time.perf_counter() - started)

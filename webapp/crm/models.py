@@ -65,10 +65,9 @@ class Contact(db.Model):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
-    values: Mapped[list["ContactFieldValue"]] = relationship(
-        back_populates="contact", cascade="all, delete-orphan", lazy="selectin")
-    tag_links: Mapped[list["ContactTag"]] = relationship(
-        back_populates="contact", cascade="all, delete-orphan", lazy="selectin")
+    # Loaded on access; lists that show many contacts ask for them with selectinload.
+    values: Mapped[list["ContactFieldValue"]] = relationship(back_populates="contact", cascade="all, delete-orphan")
+    tag_links: Mapped[list["ContactTag"]] = relationship(back_populates="contact", cascade="all, delete-orphan")
 
     @property
     def full_name(self) -> str:

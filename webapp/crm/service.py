@@ -6,6 +6,7 @@ from datetime import date
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import selectinload
 
 from webapp.crm.models import (
     FIELD_TYPES, STANDARD_FIELDS, Contact, ContactField, ContactFieldValue, ContactTag, Tag,
@@ -81,6 +82,7 @@ def search_contacts(q: str = "", tag_id: int | None = None, page: int = 1, per_p
     page = max(1, min(page, max(1, math.ceil(total / per_page))))
     items = db.session.scalars(
         select(Contact).where(*conditions).order_by(Contact.id.desc())
+        .options(selectinload(Contact.tag_links))
         .limit(per_page).offset((page - 1) * per_page)
     ).all()
     return Page(items=list(items), total=total, page=page, per_page=per_page)

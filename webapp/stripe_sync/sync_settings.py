@@ -16,7 +16,7 @@ from flask import current_app
 DEFAULTS = {
     "EVENT_RETRY_INTERVALS": [10, 60, 300, 1800, 7200],
     "EVENT_JOB_TIMEOUT": 120,
-    "EVENT_RESULT_TTL": 300,
+    "EVENT_RESULT_TTL": 0,  # outcomes live in the database; RQ keeps no result
     "EVENT_SWEEP_INTERVAL": 30,
     "EVENT_SWEEP_GRACE": 30,
     "EVENT_SWEEP_BATCH": 1000,

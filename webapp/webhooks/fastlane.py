@@ -7,6 +7,7 @@ import re
 
 from werkzeug.wrappers import Request, Response
 
+from webapp.metrics import EVENTS_RECEIVED
 from webapp.webhooks import intake
 
 log = logging.getLogger(__name__)
@@ -35,7 +36,18 @@ class WebhookFastLane:
             finally:
                 from webapp.extensions import db
                 db.session.remove()
+        EVENTS_RECEIVED.labels(result=_result(reply)).inc()
         return _json(reply.status, reply.body)(environ, start_response)
+
+
+def _result(reply) -> str:
+    """A small, fixed set of labels for the received-events counter."""
+    if reply.status >= 400:
+        return f"rejected_{reply.status}"
+    for flag in ("duplicate", "ignored"):
+        if reply.body.get(flag):
+            return flag
+    return "queued" if reply.body.get("queued", True) else "recorded_not_queued"
 
 
 def _json(status: int, body: dict) -> Response:
