@@ -1,6 +1,7 @@
 """`scripts/run`: migrations, an embedded Redis when REDIS_URL is unset, the RQ worker and the web app."""
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -73,6 +74,11 @@ def main() -> int:
             env["REDIS_URL"] = os.environ["REDIS_URL"] = redis_server.url
             log.info("embedded redis-server %s on %s", redis_server.proc.pid, redis_server.url)
         _migrate()
+        # Web and worker processes write their metrics here; /metrics adds them up.
+        metrics_dir = Path(env.get("PROMETHEUS_MULTIPROC_DIR") or INSTANCE / "prometheus")
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+        metrics_dir.mkdir(parents=True)
+        env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
         port = env.get("PORT", "5000")
         host = env.get("HOST", "127.0.0.1")
         children.append(subprocess.Popen([sys.executable, str(ROOT / "worker.py")], env=env, cwd=ROOT))
