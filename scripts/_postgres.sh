@@ -19,6 +19,8 @@ start_postgres() {
     start >/dev/null
   PG_RUN=("${run[@]}"); PG_BIN="$bindir"
   export TEST_DATABASE_URL="postgresql://postgres@127.0.0.1:$port/postgres"
+  # What a fault test needs to restart the server mid-run.
+  export TEST_PG_DATA="$PG_TMP/data" TEST_PG_BIN="$bindir" TEST_PG_RUNAS="${run[*]}"
   trap stop_postgres EXIT
 }
 

@@ -12,7 +12,7 @@ HTMX_SRI = "sha384-2OatzQy1H+Zd/IIrjr1TcuDGqLXeHhbooAyJY1KdQMKnr4LZ22k31GBLdYKHm
 
 ENV_KEYS = (
     "SECRET_KEY", "DATABASE_URL", "REDIS_URL", "STRIPE_API_BASE", "PUBLIC_BASE_URL",
-    "ENCRYPTION_KEY", "HTMX_URL", "PORT", "SMTP_URL", "METRICS_TOKEN",
+    "ENCRYPTION_KEY", "HTMX_URL", "PORT", "SMTP_URL", "SMTP_FROM", "METRICS_TOKEN",
 )
 
 
@@ -29,6 +29,7 @@ def defaults():
         "HTMX_SRI": HTMX_SRI,
         "PORT": 5000,
         "SMTP_URL": None,
+        "SMTP_FROM": None,  # default: no-reply@<host of PUBLIC_BASE_URL>
         "METRICS_TOKEN": None,  # lets Prometheus scrape /metrics without a login
         "INSTANCE_PATH": str(INSTANCE),
         "RQ_QUEUE": "default",
@@ -47,12 +48,24 @@ def defaults():
 
 
 def from_environment(environ=None):
-    """Pick the documented variables out of the environment."""
+    """Pick the documented variables, and any sync tunable, out of the environment."""
+    from webapp.stripe_sync.sync_settings import DEFAULTS as TUNABLES
+
     environ = os.environ if environ is None else environ
     found = {k: environ[k] for k in ENV_KEYS if environ.get(k)}
     if "PORT" in found:
         found["PORT"] = int(found["PORT"])
+    for name, default in TUNABLES.items():
+        if environ.get(name):
+            found[name] = _parse_like(environ[name], default)
     return found
+
+
+def _parse_like(raw: str, default):
+    """Read a tunable from text in the shape of its default: "10,60,300" for a list of seconds."""
+    if isinstance(default, list):
+        return [float(x) if "." in x else int(x) for x in raw.replace(" ", "").split(",") if x]
+    return type(default)(float(raw)) if isinstance(default, int) else type(default)(raw)
 
 
 def build(overrides=None):

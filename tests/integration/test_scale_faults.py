@@ -1,0 +1,202 @@
+"""Faults during a burst, each ending with every event processed exactly once and nothing lost:
+a worker SIGKILLed, Redis stopped and restarted during intake, PostgreSQL restarted during
+processing, Stripe answering 429 and 500 for a while, SQLite busy under concurrent writers."""
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+from sqlalchemy import func, select
+
+from tests.conftest import EVENTS_DIR, PG_URL
+from webapp.config import ROOT
+from webapp.crm.models import Contact
+from webapp.embedded_redis import RedisServer
+from webapp.stripe_sync.models import StripeEvent, SyncLog
+from webapp.stripe_sync.sweep import sweep_unqueued
+
+FAST = {"EVENT_RETRY_INTERVALS": "0,0,0,0", "STRIPE_RATE_LIMIT_BACKOFF": "0.01"}
+
+
+def customer_events(n, start=0, name="customer.updated", **extra) -> list[bytes]:
+    """n distinct customer events for n/2 people."""
+    template = json.loads((EVENTS_DIR / f"{name}.json").read_text())
+    out = []
+    for i in range(start, start + n):
+        ev = json.loads(json.dumps(template))
+        ev["id"], ev["created"] = f"evt_fault_{i:05d}", 1_790_000_000 + i
+        ev["data"]["object"].update(id=f"cus_fault_{i // 2:05d}", email=f"p{i // 2}@example.test",
+                                    name=f"Person {i}", **extra)
+        out.append(json.dumps(ev, indent=2).encode())
+    return out
+
+
+def worker_env(app, redis_url, stripe_double) -> dict:
+    """A worker process's environment: this test's database, Redis and Stripe double."""
+    return {**os.environ, "DATABASE_URL": app.config["DATABASE_URL"], "REDIS_URL": redis_url,
+            "STRIPE_API_BASE": stripe_double.url, "ENCRYPTION_KEY": app.config["ENCRYPTION_KEY"],
+            "SECRET_KEY": "test", **FAST}
+
+
+def start_worker(env, name, burst=True):
+    args = [sys.executable, "worker.py", "--name", name, "--no-sweep"] + (["--burst"] if burst else [])
+    return subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+
+
+def count(db, *where, model=StripeEvent):
+    db.session.rollback()
+    return db.session.scalar(select(func.count()).select_from(model).where(*where))
+
+
+def assert_all_processed_once(db, n):
+    """Every event processed, one successful sync per event, no failure left."""
+    assert count(db, StripeEvent.status == "processed") == n
+    per_event = db.session.execute(select(SyncLog.event_row_id, func.count()).where(
+        SyncLog.outcome.in_(("created", "updated"))).group_by(SyncLog.event_row_id)).all()
+    assert len(per_event) == n and all(c == 1 for _, c in per_event)
+    assert count(db, StripeEvent.status == "failed") == 0
+
+
+def wait_until(predicate, timeout=60):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def finish(app, run_worker):
+    """What the running system does next: the sweep requeues, a worker drains."""
+    app.config.update(EVENT_RETRY_INTERVALS=[0, 0, 0, 0], EVENT_SWEEP_GRACE=0)
+    sweep_unqueued(0)
+    run_worker()
+    sweep_unqueued(0)
+    run_worker()
+
+
+def test_worker_sigkilled_mid_burst(app, db, connect_resource, post_event, run_worker, stripe_double, redis_server):
+    res = connect_resource("customer")
+    events = customer_events(300)
+    for payload in events:
+        assert post_event(res, payload).status_code == 200
+    env = worker_env(app, redis_server.url, stripe_double)
+    doomed = start_worker(env, "doomed", burst=False)
+    survivor = start_worker(env, "survivor")
+    assert wait_until(lambda: count(db, StripeEvent.status == "processed") >= 40)
+    os.killpg(doomed.pid, signal.SIGKILL)
+    doomed.wait(10)
+    survivor.wait(120)
+    finish(app, run_worker)
+    assert_all_processed_once(db, 300)
+
+
+def test_redis_stopped_and_restarted_during_intake(app, db, connect_resource, post_event, run_worker):
+    private = RedisServer().start()
+    app.config["REDIS_URL"] = private.url
+    app.extensions.pop("redis", None)
+    try:
+        res = connect_resource("customer")
+        events = customer_events(120)
+        for payload in events[:40]:
+            assert post_event(res, payload).status_code == 200
+        private.stop()
+        for payload in events[40:80]:  # Redis is down: still 200, recorded for the sweep
+            assert post_event(res, payload).status_code == 200
+        assert count(db, StripeEvent.status == "received") == 40
+        private.start()
+        for payload in events[80:]:
+            assert post_event(res, payload).status_code == 200
+        app.extensions.pop("redis", None)
+        finish(app, run_worker)
+        assert_all_processed_once(db, 120)
+    finally:
+        private.stop()
+
+
+@pytest.mark.skipif(not PG_URL or not os.environ.get("TEST_PG_DATA"), reason="needs the throwaway PostgreSQL")
+def test_postgres_restarted_during_processing(app, db, connect_resource, post_event, run_worker, stripe_double,
+                                              redis_server):
+    res = connect_resource("customer")
+    events = customer_events(300)
+    for payload in events:
+        assert post_event(res, payload).status_code == 200
+    db.session.remove()
+    db.engine.dispose()
+    worker = start_worker(worker_env(app, redis_server.url, stripe_double), "through-restart", burst=False)
+    try:
+        assert wait_until(lambda: count(db, StripeEvent.status == "processed") >= 30)
+        db.session.remove()
+        db.engine.dispose()
+        runas = shlex.split(os.environ.get("TEST_PG_RUNAS", ""))
+        subprocess.run(runas + [os.path.join(os.environ["TEST_PG_BIN"], "pg_ctl"), "-D", os.environ["TEST_PG_DATA"],
+                                "-m", "fast", "-w", "restart"], check=True, stdout=subprocess.DEVNULL)
+        db.engine.dispose()
+        # The worker keeps going on fresh connections; give it time, then let the sweep finish the rest.
+        wait_until(lambda: count(db, StripeEvent.status == "processed") == 300, timeout=90)
+    finally:
+        os.killpg(worker.pid, signal.SIGTERM)
+        worker.wait(30)
+    finish(app, run_worker)
+    assert_all_processed_once(db, 300)
+
+
+def test_stripe_answering_429_and_500_for_a_while(app, db, connect_resource, post_event, run_worker, stripe_double):
+    app.config.update(EVENT_RETRY_INTERVALS=[0, 0, 0, 0, 0, 0], STRIPE_RATE_LIMIT_BACKOFF=0.01)
+    res = connect_resource("subscription")
+    template = json.loads((EVENTS_DIR / "customer.subscription.updated.json").read_text())
+    for i in range(30):
+        stripe_double.add_customer("acct_1EngineRoom", id=f"cus_sub_{i:03d}", email=f"s{i}@example.test",
+                                   name=f"Sub {i}")
+        ev = json.loads(json.dumps(template))
+        ev["id"], ev["created"] = f"evt_sub_{i:03d}", 1_790_000_000 + i
+        ev["data"]["object"].update(id=f"sub_{i:03d}", customer=f"cus_sub_{i:03d}")
+        assert post_event(res, json.dumps(ev, indent=2).encode()).status_code == 200
+    stripe_double.fail_next(25, status=429, path_prefix="/v1/customers")
+    stripe_double.fail_next(25, status=500, path_prefix="/v1/customers")
+    finish(app, run_worker)
+    assert_all_processed_once(db, 30)
+    assert count(db, model=Contact) == 30
+
+
+def test_sqlite_busy_under_concurrent_writers(app, db, connect_resource, post_event, run_worker, stripe_double,
+                                              redis_server):
+    if PG_URL:
+        pytest.skip("this fault is SQLite's")
+    res = connect_resource("customer")
+    events = customer_events(400)
+    env = worker_env(app, redis_server.url, stripe_double)
+    workers = [start_worker(env, f"busy-{n}", burst=False) for n in range(3)]
+    try:
+        posted = []
+
+        def post_all(chunk):
+            from webapp import create_app
+            other = create_app(app.config)  # its own connections, as a second web process has
+            client = other.test_client()
+            from tests.integration.conftest import sign
+            for payload in chunk:
+                resp = client.post(res.url, data=payload, headers={"Stripe-Signature": sign(payload, res.secrets[0]),
+                                                                   "Content-Type": "application/json"})
+                posted.append(resp.status_code)
+
+        threads = [threading.Thread(target=post_all, args=(events[k::2],)) for k in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert posted.count(200) == 400, {s: posted.count(s) for s in set(posted)}
+        wait_until(lambda: count(db, StripeEvent.status == "processed") == 400, timeout=120)
+    finally:
+        for w in workers:
+            os.killpg(w.pid, signal.SIGTERM)
+        for w in workers:
+            w.wait(30)
+    finish(app, run_worker)
+    assert_all_processed_once(db, 400)
