@@ -23,7 +23,8 @@ def intake(args) -> list[dict]:
             with Stack(args.database_url) as stack:
                 url = stack.start_web(wsgi)
                 payloads = event_payloads(args.n)
-                closed_loop(url, f"/webhooks/stripe/{stack.token}", SECRET, event_payloads(200, start=1), c)  # warm-up
+                closed_loop(url, f"/webhooks/stripe/{stack.token}", SECRET,
+                            event_payloads(200, start=1, prefix="evt_warmup"), c)
                 result = closed_loop(url, f"/webhooks/stripe/{stack.token}", SECRET, payloads, c)
                 rows.append({"stack": name, "concurrency": c, **result.summary()})
                 log.info("%s", rows[-1])
@@ -74,6 +75,7 @@ def main() -> None:
     parser.add_argument("--only", choices=["intake", "rate", "e2e"], nargs="+", default=["intake", "rate", "e2e"])
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    log.setLevel(logging.INFO)  # alembic's logging set-up raises the root level; keep our progress lines
     report = {}
     if "intake" in args.only:
         report["intake"] = intake(args)

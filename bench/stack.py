@@ -3,12 +3,14 @@ gunicorn serving the app, and RQ worker processes, all on loopback and stopped a
 import json
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import requests
 
@@ -22,13 +24,32 @@ SECRET = "whsec_bench_secret_0001"
 ENCRYPTION_KEY = "MDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDA="
 
 
+def with_database(url: str, name: str) -> str:
+    """The server URL pointed at another database."""
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, parts.fragment))
+
+
+def pg_admin(url: str, sql: str) -> None:
+    """One statement outside a transaction on the server's maintenance database."""
+    import psycopg
+    with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True) as conn:
+        conn.execute(sql)
+
+
 class Stack:
-    """Everything one benchmark run needs; use as a context manager."""
+    """Everything one benchmark run needs; use as a context manager.
+
+    `database_url` names a PostgreSQL *server*: each Stack gets a fresh database on it, dropped
+    afterwards. Without it, a fresh SQLite file in the Stack's temporary folder."""
 
     def __init__(self, database_url: str | None = None, web_workers: int = 2, wsgi: str = "app:app",
                  kind: str = "customer", extra_env: dict | None = None):
         self.tmp = Path(tempfile.mkdtemp(prefix="crm-bench-"))
-        self.database_url = database_url or f"sqlite:///{self.tmp / 'bench.sqlite3'}"
+        self.pg_server = database_url
+        self.pg_name = "crm_bench_" + os.urandom(5).hex() if database_url else None
+        self.database_url = (with_database(database_url, self.pg_name) if database_url
+                             else f"sqlite:///{self.tmp / 'bench.sqlite3'}")
         self.web_workers = web_workers
         self.wsgi = wsgi
         self.kind = kind
@@ -50,6 +71,8 @@ class Stack:
         return env
 
     def __enter__(self) -> "Stack":
+        if self.pg_server:
+            pg_admin(self.pg_server, f"CREATE DATABASE {self.pg_name}")
         self.redis.start()
         os.environ.update({k: v for k, v in self.env.items() if k in ("DATABASE_URL", "REDIS_URL", "SECRET_KEY",
                                                                       "ENCRYPTION_KEY", "PUBLIC_BASE_URL")})
@@ -66,6 +89,11 @@ class Stack:
             except subprocess.TimeoutExpired:
                 proc.kill()
         self.redis.stop()
+        if getattr(self, "_engine", None) is not None:
+            self._engine.dispose()
+        if self.pg_server:
+            pg_admin(self.pg_server, f"DROP DATABASE IF EXISTS {self.pg_name} WITH (FORCE)")
+        shutil.rmtree(self.tmp, ignore_errors=True)
 
     def _prepare_database(self) -> None:
         """Migrate and connect one resource whose signing secret we know."""
@@ -142,13 +170,14 @@ def _sqlalchemy_url(url: str) -> str:
     return url
 
 
-def event_payloads(n: int, customers: int = 200, start: int = 1_800_000_000) -> list[bytes]:
+def event_payloads(n: int, customers: int = 200, start: int = 1_800_000_000, prefix: str = "evt_bench"
+                   ) -> list[bytes]:
     """n distinct customer events (created, then updates) spread over `customers` people."""
     template = json.loads((ROOT.parent / "shared" / "stripe-events" / "customer.updated.json").read_text())
     out = []
     for i in range(n):
         event = json.loads(json.dumps(template))
-        event["id"] = f"evt_bench_{i:07d}"
+        event["id"] = f"{prefix}_{i:07d}"
         event["type"] = "customer.created" if i < customers else "customer.updated"
         event["created"] = start + i
         obj = event["data"]["object"]
