@@ -1,7 +1,9 @@
 """RQ worker: builds the app once and processes jobs (with the scheduler, for retries and waits).
 
 It also runs the Stripe event sweep (webapp/stripe_sync/sweep.py) on a background thread every
-EVENT_SWEEP_INTERVAL seconds, so events recorded while Redis was down, or whose worker died in
+EVENT_SWEEP_INTERVAL seconds, and the automation sweep (webapp/automations/sweep.py: runs whose
+scheduled continuation was lost, fired triggers never matched, unsent queued emails) every
+AUTOMATION_SWEEP_INTERVAL seconds, so events recorded while Redis was down, or whose worker died in
 the middle of a job, are queued again without anyone running a command. With several workers a
 Redis lock lets one of them sweep per interval. --burst sweeps once before working instead.
 """
@@ -11,6 +13,8 @@ import logging
 from rq import SimpleWorker, Worker
 
 from webapp import create_app
+from webapp.automations.sweep import start_periodic_sweep as start_automation_sweep
+from webapp.automations.sweep import sweep_automations
 from webapp.redis_queue import get_queue, get_redis
 from webapp.stripe_sync.sweep import start_periodic_sweep, sweep_unqueued
 
@@ -31,19 +35,20 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = create_app()
-    stop_sweep = None
+    stops = []
     with app.app_context():
         if not args.no_sweep:
             if args.burst:
                 sweep_unqueued()
+                sweep_automations()
             else:
-                stop_sweep = start_periodic_sweep(app)
+                stops = [start_periodic_sweep(app), start_automation_sweep(app)]
         worker = WORKER_CLASSES[args.worker_class]([get_queue()], connection=get_redis(), name=args.name)
         try:
             worker.work(burst=args.burst, with_scheduler=True, logging_level="INFO")
         finally:
-            if stop_sweep is not None:
-                stop_sweep.set()
+            for stop in stops:
+                stop.set()
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ def create_app(config=None) -> Flask:
         config_module.INSTANCE.mkdir(exist_ok=True)
     register_extensions(app)
     register_blueprints(app)
+    register_automations(app)
     register_gate(app)
     register_errors(app)
     register_template_globals(app)
@@ -92,6 +93,7 @@ def register_blueprints(app: Flask) -> None:
     from webapp.crm.views import bp as crm_bp
     from webapp.settings.views import bp as settings_bp
     import webapp.stripe_app.manage  # noqa: F401  (adds the manage-page routes to apps_bp)
+    import webapp.stripe_app.backfill_views  # noqa: F401  (historical import progress on apps_bp)
     from webapp.stripe_app.views import bp as apps_bp
     from webapp.webhooks.views import bp as webhooks_bp
 
@@ -99,6 +101,16 @@ def register_blueprints(app: Flask) -> None:
     for bp in (auth_bp, crm_bp, apps_bp, settings_bp, webhooks_bp, health_bp, metrics_bp):
         app.register_blueprint(bp)
     csrf.exempt(webhooks_bp)
+
+
+def register_automations(app: Flask) -> None:
+    """The Automations pages, and fired Stripe triggers starting runs (the listener only enqueues a job)."""
+    from webapp.automations.dispatch import on_triggers_fired
+    from webapp.automations.views import bp as automations_bp
+    from webapp.stripe_sync.triggers import on_fired
+
+    app.register_blueprint(automations_bp)
+    on_fired(on_triggers_fired)
 
 
 def register_gate(app: Flask) -> None:

@@ -52,3 +52,30 @@
     if (event.target === modal()) { event.target.innerHTML = ""; }
   }, true);
 })();
+
+// Personalization tag picker: a click inserts the tag at the cursor of the field last focused
+// (the email body when none was), so the marketer never retypes %STRIPE_INVOICE_URL%.
+(function () {
+  "use strict";
+  var lastField = null;
+
+  document.addEventListener("focusin", function (event) {
+    if (event.target.matches && event.target.matches("[data-tag-target]")) { lastField = event.target; }
+  });
+
+  document.addEventListener("click", function (event) {
+    var chip = event.target.closest && event.target.closest("[data-insert-tag]");
+    if (!chip) { return; }
+    var form = chip.closest("form") || document;
+    var field = lastField && document.contains(lastField) && form.contains(lastField) ? lastField
+      : form.querySelector("[data-tag-target-default]");
+    if (!field) { return; }
+    var tag = chip.getAttribute("data-insert-tag");
+    var start = typeof field.selectionStart === "number" ? field.selectionStart : field.value.length;
+    var end = typeof field.selectionEnd === "number" ? field.selectionEnd : start;
+    field.value = field.value.slice(0, start) + tag + field.value.slice(end);
+    field.focus();
+    field.setSelectionRange(start + tag.length, start + tag.length);
+    field.dispatchEvent(new Event("input", { bubbles: true }));
+  });
+})();

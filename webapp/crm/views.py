@@ -220,8 +220,3 @@ def tags():
     """Tags with how many contacts carry each."""
     return render_template("crm/tags.html", rows=service.tags_with_counts())
 
-
-@bp.route("/automations")
-def automations():
-    """Automations list; the Stripe triggers that feed it are recorded by the sync engine."""
-    return render_template("automations/index.html")

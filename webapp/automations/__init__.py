@@ -1,0 +1,1 @@
+"""Automations: Stripe-driven triggers, ordered actions, personalised email and the outbox."""
