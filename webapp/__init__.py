@@ -118,6 +118,19 @@ def register_gate(app: Flask) -> None:
     from webapp.auth.service import has_users
 
     @app.before_request
+    def refuse_nul_characters():
+        """No database stores NUL in text (PostgreSQL refuses it): answer 400 before any view runs."""
+        if request.blueprint in PUBLIC_BLUEPRINTS:
+            return None  # webhooks read their raw body themselves
+        for values in (request.args, request.form):
+            for key, value in values.items(multi=True):
+                if "\x00" in key or "\x00" in value:
+                    log.info("request with a NUL character refused on %s", request.path)
+                    return render_template("_error_fragment.html", title="Invalid characters",
+                                           message="The form contained a character that cannot be stored."), 400
+        return None
+
+    @app.before_request
     def require_login():
         """Every page but login, setup, static files and webhooks needs a logged-in user."""
         endpoint = request.endpoint or ""

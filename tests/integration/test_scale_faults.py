@@ -73,12 +73,13 @@ def wait_until(predicate, timeout=60):
 
 
 def finish(app, run_worker):
-    """What the running system does next: the sweep requeues, a worker drains."""
+    """What the running system does next: the sweep requeues, a worker drains, until all is quiet."""
     app.config.update(EVENT_RETRY_INTERVALS=[0, 0, 0, 0], EVENT_SWEEP_GRACE=0)
-    sweep_unqueued(0)
-    run_worker()
-    sweep_unqueued(0)
-    run_worker()
+    for _ in range(6):
+        report = sweep_unqueued(0)
+        run_worker()
+        if not report.changed:
+            break
 
 
 def test_worker_sigkilled_mid_burst(app, db, connect_resource, post_event, run_worker, stripe_double, redis_server):
@@ -120,6 +121,7 @@ def test_redis_stopped_and_restarted_during_intake(app, db, connect_resource, po
         private.stop()
 
 
+@pytest.mark.exclusive
 @pytest.mark.skipif(not PG_URL or not os.environ.get("TEST_PG_DATA"), reason="needs the throwaway PostgreSQL")
 def test_postgres_restarted_during_processing(app, db, connect_resource, post_event, run_worker, stripe_double,
                                               redis_server):

@@ -12,21 +12,32 @@ Decisions:
   overwrites a newer one's value (ordering.is_newer).
 - A value a custom field cannot hold (a dropdown option that does not exist, text in a number
   field) is left out and named in the sync log reason, instead of failing the whole event.
+- Historical imports write a page of records in one transaction. They pass a PageCache
+  (backfill_cache.py) holding the page's prefetched contacts, stamps, tags and fields; the functions
+  below then read and update it instead of querying per record. The rules are the same; only the
+  number of round trips differs.
 """
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 
-from webapp.crm.models import Contact, ContactField, ContactFieldStamp
-from webapp.crm.service import ValidationError, add_tag, check_field_value, find_contact_by_email, set_custom_value
+from webapp.crm.models import Contact, ContactField, ContactFieldStamp, ContactTag, Tag
+from webapp.crm.service import (
+    ValidationError, check_field_value, find_contact_by_email, get_or_create_tag, set_custom_value,
+)
 from webapp.extensions import db
 from webapp.stripe_sync.fields import extract_value, split_name
 from webapp.stripe_sync.ordering import Stamp, is_newer
+from webapp.timeutil import utcnow
+
+if TYPE_CHECKING:
+    from webapp.stripe_sync.backfill_cache import PageCache
 
 log = logging.getLogger(__name__)
 
@@ -63,13 +74,19 @@ class FieldReport:
     rejected: list[str] = field(default_factory=list)
 
 
+def new_contact(email: str) -> Contact:
+    """A contact known only by its email, with empty collections so nothing is lazy-loaded after insert."""
+    contact = Contact(email=email, first_name="", last_name="", phone="", values=[], tag_links=[])
+    contact.refresh_keys()
+    return contact
+
+
 def get_or_create_contact(email: str) -> tuple[Contact, bool]:
     """The contact for this email (any case), created safely when two workers race for it."""
     contact = find_contact_by_email(email)
     if contact is not None:
         return contact, False
-    contact = Contact(email=email, first_name="", last_name="", phone="")
-    contact.refresh_keys()
+    contact = new_contact(email)
     try:
         with db.session.begin_nested():
             db.session.add(contact)
@@ -90,8 +107,10 @@ def lock_contact(contact: Contact) -> Contact:
     ).scalar_one()
 
 
-def _stamp_allows(contact_id: int, field_key: str, stamp: Stamp) -> bool:
+def _stamp_allows(contact_id: int, field_key: str, stamp: Stamp, cache: "PageCache | None" = None) -> bool:
     """Check and move a field's stamp in one step; False when a newer event wrote the field."""
+    if cache is not None:
+        return cache.stamp_allows(contact_id, field_key, stamp)
     row = db.session.get(ContactFieldStamp, (contact_id, field_key))
     if row is not None:
         if not is_newer(stamp, (row.event_created, row.event_row_id)):
@@ -107,14 +126,18 @@ def _stamp_allows(contact_id: int, field_key: str, stamp: Stamp) -> bool:
     return True
 
 
-def apply_field_writes(contact: Contact, writes: dict[str, str], stamp: Stamp) -> FieldReport:
+def apply_field_writes(contact: Contact, writes: dict[str, str], stamp: Stamp,
+                       cache: "PageCache | None" = None) -> FieldReport:
     """Write the planned values that are not older than what the contact holds."""
     report = FieldReport()
     if not writes:
         return report
     custom_keys = [k for k in writes if k not in COLUMN_LIMITS]
-    fields = {f.key: f for f in db.session.scalars(select(ContactField).where(ContactField.key.in_(custom_keys)))} \
-        if custom_keys else {}
+    if cache is not None:
+        fields = cache.fields
+    else:
+        fields = {f.key: f for f in db.session.scalars(select(ContactField).where(ContactField.key.in_(custom_keys)))} \
+            if custom_keys else {}
     names_changed = False
     for key, value in writes.items():
         if key in COLUMN_LIMITS:
@@ -130,7 +153,7 @@ def apply_field_writes(contact: Contact, writes: dict[str, str], stamp: Stamp) -
             except ValidationError:
                 report.rejected.append(crm_field.label)
                 continue
-        if not _stamp_allows(contact.id, key, stamp):
+        if not _stamp_allows(contact.id, key, stamp, cache):
             report.kept_newer.append(key)
             continue
         if key in COLUMN_LIMITS:
@@ -144,7 +167,40 @@ def apply_field_writes(contact: Contact, writes: dict[str, str], stamp: Stamp) -
     return report
 
 
-def add_tags(contact: Contact, names: Iterable[str]) -> None:
+# Tag ids by lower-cased name: tags are never renamed or deleted by the sync, so a process can
+# remember them (per database) and skip a look-up per event.
+_TAG_IDS: dict[tuple[str, str], int] = {}
+
+
+def _tag_id(name: str) -> int:
+    """The tag's id, created if needed; only ids of tags already committed are remembered, since a
+    tag created in this transaction disappears if it rolls back."""
+    key = (str(db.engine.url), name.lower())
+    tag_id = _TAG_IDS.get(key)
+    if tag_id is None:
+        existing = db.session.scalar(select(Tag.id).where(Tag.name_lower == name.lower()))
+        if existing is not None:
+            _TAG_IDS[key] = tag_id = existing
+        else:
+            tag_id = get_or_create_tag(name).id
+    return tag_id
+
+
+def add_tags(contact: Contact, names: Iterable[str], cache: "PageCache | None" = None) -> None:
     """Each tag at most once, even when another worker adds it at the same moment."""
-    for name in names:
-        add_tag(contact, name)
+    if cache is not None:
+        cache.add_tags(contact, names)
+        return
+    wanted = {_tag_id(name) for name in names}
+    have = set(db.session.scalars(select(ContactTag.tag_id).where(ContactTag.contact_id == contact.id,
+                                                                 ContactTag.tag_id.in_(wanted))))
+    for tag_id in sorted(wanted - have):
+        try:
+            with db.session.begin_nested():
+                db.session.execute(insert(ContactTag.__table__).values(contact_id=contact.id, tag_id=tag_id,
+                                                                       created_at=utcnow()))
+        except IntegrityError:
+            # Another worker tagged the contact at the same moment, or the remembered tag is gone.
+            if db.session.get(Tag, tag_id) is None:
+                _TAG_IDS.clear()
+                raise
