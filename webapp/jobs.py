@@ -46,3 +46,14 @@ def process_event(event_row_id: int) -> str:
             db.session.remove()
             EVENTS_PROCESSED.labels(outcome=outcome.replace(" ", "_")).inc()
             PROCESSING_SECONDS.observe(time.perf_counter() - started)
+
+
+def run_backfill(backfill_id: int) -> str:
+    """Import one slice of a resource's Stripe history; the job queues its own continuation."""
+    from webapp.stripe_sync.backfill import run_backfill as run
+
+    with _app_context():
+        try:
+            return run(backfill_id)
+        finally:
+            db.session.remove()

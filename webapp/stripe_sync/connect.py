@@ -11,7 +11,7 @@ from sqlalchemy import select
 from webapp.crm.models import ContactField
 from webapp.crypto import decrypt, encrypt
 from webapp.extensions import db
-from webapp.stripe_sync import provisioning
+from webapp.stripe_sync import backfill, provisioning
 from webapp.stripe_sync.client import StripeProblem, describe, make_client
 from webapp.stripe_sync.events import RESOURCE_KINDS
 from webapp.stripe_sync.fields import collect_metadata_keys
@@ -211,6 +211,7 @@ def finish(draft: ConnectDraft, rows, base_url: str) -> tuple[MappingResult, Str
             log.error("could not remove endpoint %s after a failed connection", endpoint_id)
         raise
     log.info("connected %s for Stripe account %s (resource %s)", res.kind, account.stripe_account_id, res.id)
+    backfill.start_if_historical(res)  # existing records import in the background; never fails the connection
     return result, res
 
 

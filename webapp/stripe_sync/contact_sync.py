@@ -74,19 +74,13 @@ class FieldReport:
     rejected: list[str] = field(default_factory=list)
 
 
-def new_contact(email: str) -> Contact:
-    """A contact known only by its email, with empty collections so nothing is lazy-loaded after insert."""
-    contact = Contact(email=email, first_name="", last_name="", phone="", values=[], tag_links=[])
-    contact.refresh_keys()
-    return contact
-
-
 def get_or_create_contact(email: str) -> tuple[Contact, bool]:
     """The contact for this email (any case), created safely when two workers race for it."""
     contact = find_contact_by_email(email)
     if contact is not None:
         return contact, False
-    contact = new_contact(email)
+    contact = Contact(email=email, first_name="", last_name="", phone="")
+    contact.refresh_keys()
     try:
         with db.session.begin_nested():
             db.session.add(contact)

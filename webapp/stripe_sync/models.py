@@ -243,3 +243,63 @@ def _count_attempt(_mapper, connection, target: SyncLog) -> None:
                                 shard=os.getpid() % COUNTER_SHARDS, count=1)
     connection.execute(stmt.on_conflict_do_update(
         index_elements=["resource_id", "outcome", "shard"], set_={"count": table.c["count"] + 1}))
+
+
+# Backfill.state
+BACKFILL_QUEUED = "queued"
+BACKFILL_RUNNING = "running"
+BACKFILL_PAUSED = "paused"  # backing off after Stripe answered 429
+BACKFILL_FINISHED = "finished"
+BACKFILL_FAILED = "failed"
+BACKFILL_CANCELLED = "cancelled"
+BACKFILL_ACTIVE = (BACKFILL_QUEUED, BACKFILL_RUNNING, BACKFILL_PAUSED)
+BACKFILL_STATE_LABELS = {
+    BACKFILL_QUEUED: "queued", BACKFILL_RUNNING: "running", BACKFILL_PAUSED: "paused by rate limit",
+    BACKFILL_FINISHED: "finished", BACKFILL_FAILED: "failed", BACKFILL_CANCELLED: "cancelled",
+}
+
+
+class Backfill(db.Model):
+    """One historical import of a resource: where it is (the cursor), what it did, and who runs it."""
+
+    __tablename__ = "stripe_backfills"
+    __table_args__ = (Index("ix_stripe_backfills_state", "state", "updated_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    resource_id: Mapped[int] = mapped_column(ForeignKey("stripe_resources.id", ondelete="CASCADE"), index=True)
+    state: Mapped[str] = mapped_column(String(20), default=BACKFILL_QUEUED)
+    cursor: Mapped[Optional[str]] = mapped_column(String(255))  # id of the last record of the last saved page
+    cursor_created: Mapped[Optional[int]] = mapped_column()  # its `created`, to resume if Stripe lost it
+    pages: Mapped[int] = mapped_column(default=0)
+    imported: Mapped[int] = mapped_column(default=0)  # records that created or updated a contact
+    skipped: Mapped[int] = mapped_column(default=0)  # no (valid) email
+    failed: Mapped[int] = mapped_column(default=0)
+    passed_over: Mapped[int] = mapped_column(default=0)  # imported before, or no event to replay (failed charges)
+    rate_limited: Mapped[int] = mapped_column(default=0)  # 429 answers seen
+    rate: Mapped[Optional[float]] = mapped_column()  # records per second
+    error: Mapped[Optional[str]] = mapped_column(Text)
+    job_id: Mapped[Optional[str]] = mapped_column(String(100))  # the one RQ job allowed to write pages
+    cancel_requested: Mapped[bool] = mapped_column(default=False)
+    lost: Mapped[int] = mapped_column(default=0)  # requeues since the last saved page (worker deaths)
+    paused_until: Mapped[Optional[datetime]] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[Optional[datetime]] = mapped_column()
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[Optional[datetime]] = mapped_column()
+
+    resource: Mapped[StripeResource] = relationship()
+
+    @property
+    def state_label(self) -> str:
+        """The words the progress display uses."""
+        return BACKFILL_STATE_LABELS.get(self.state, self.state)
+
+    @property
+    def is_active(self) -> bool:
+        """Still queued, running or paused: the progress fragment keeps polling."""
+        return self.state in BACKFILL_ACTIVE
+
+    @property
+    def processed(self) -> int:
+        """Records looked at so far, whatever became of them."""
+        return self.imported + self.skipped + self.failed + self.passed_over

@@ -14,6 +14,10 @@ Steps, each for a reason:
    SQLite "database is locked", roll back and replay the transaction a few times.
 4. Any exception: roll back, record a failed SyncLog row and the error on the event in a fresh
    transaction, and re-raise so RQ retries with backoff. A later success sets "processed".
+
+Historical imports (backfill_batch.py) reuse steps 2 and 3 through `prepare_object` and
+`apply_to_crm`, a page of records per transaction, so an imported record and its webhook go
+through the same rules.
 """
 from __future__ import annotations
 
@@ -24,11 +28,13 @@ import re
 import time
 import traceback
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import stripe
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError, OperationalError, StatementError
 
+from webapp.crm.models import Contact
 from webapp.crm.service import ValidationError, normalise_email
 from webapp.extensions import db
 from webapp.stripe_sync import contact_sync, handlers
@@ -43,6 +49,9 @@ from webapp.stripe_sync.models import (
 from webapp.stripe_sync.sync_settings import max_attempts
 from webapp.stripe_sync.triggers import STRIPE_EVENT_RECEIVED, fire_trigger
 from webapp.timeutil import utcnow
+
+if TYPE_CHECKING:
+    from webapp.stripe_sync.backfill_cache import PageCache
 
 log = logging.getLogger(__name__)
 
@@ -109,11 +118,15 @@ def _prepare(event_row_id: int) -> Prepared:
     payload = json.loads(event.payload)
     obj = payload["data"]["object"]
     event_type = event.type
-    if effect_for_event(event_type) is None:
-        db.session.rollback()
-        return Prepared(event_type, obj, None, None, f"{event_type} is not an event this integration handles")
-    fetch = customer_fetcher(account)
+    fetch = customer_fetcher(account) if effect_for_event(event_type) is not None else None
     db.session.rollback()  # no transaction (nor SQLite snapshot) stays open during the API call
+    return prepare_object(event_type, obj, fetch)
+
+
+def prepare_object(event_type: str, obj: dict, fetch) -> Prepared:
+    """The read half of an event, shared with historical imports so both resolve customers alike."""
+    if effect_for_event(event_type) is None:
+        return Prepared(event_type, obj, None, None, f"{event_type} is not an event this integration handles")
     customer = resolve_customer_data(event_type, obj, fetch)
     if not customer.has_email:
         return Prepared(event_type, obj, customer, None, NO_EMAIL_REASON)
@@ -168,13 +181,30 @@ def _apply(event_row_id: int, attempt: int, prepared: Prepared, started: float) 
         log.info("Stripe event %s (%s) skipped: %s", event.stripe_event_id, event.type, prepared.skip_reason)
         return OUTCOME_SKIPPED
 
-    contact, created = contact_sync.get_or_create_contact(prepared.email)
-    contact = contact_sync.lock_contact(contact)
+    outcome, contact, reason = apply_to_crm(event, resource, prepared)
+    event.status, event.error, event.contact_id = EVENT_PROCESSED, None, contact.id
+    db.session.add(_log(event, attempt, started, outcome, reason, contact.id))
+    log.debug("Stripe event %s (%s) processed: %s", event.stripe_event_id, event.type, reason)
+    return outcome
+
+
+def apply_to_crm(event, resource: StripeResource | None, prepared: Prepared,
+                 cache: PageCache | None = None) -> tuple[str, Contact, str]:
+    """Contact, mapping, tags, effects and triggers of one event: the one write path webhooks and imports share.
+
+    `event` is a StripeEvent or anything with its columns (historical imports pass a light stand-in);
+    `cache` holds a page's prefetched rows so an import does not query per record."""
+    if cache is None:
+        contact, created = contact_sync.get_or_create_contact(prepared.email)
+        contact = contact_sync.lock_contact(contact)
+        mapping = [(m.stripe_field, m.field.key) for m in resource.mappings] if resource else []
+    else:
+        contact, created = cache.contact_for(prepared.email)
+        mapping = cache.mapping
     stamp = (event.created, event.id)
-    mapping = [(m.stripe_field, m.field.key) for m in resource.mappings] if resource else []
     writes = contact_sync.plan_field_writes(mapping, prepared.customer)
-    report = contact_sync.apply_field_writes(contact, writes, stamp)
-    contact_sync.add_tags(contact, tags_for_event(event.type))
+    report = contact_sync.apply_field_writes(contact, writes, stamp, cache)
+    contact_sync.add_tags(contact, tags_for_event(event.type), cache)
 
     notes = [f"contact {'created' if created else 'updated'}"]
     if report.kept_newer:
@@ -188,13 +218,8 @@ def _apply(event_row_id: int, attempt: int, prepared: Prepared, started: float) 
         notes.append(handler(ctx))
     fire_trigger(STRIPE_EVENT_RECEIVED, contact, event,
                  {"stripe_event_id": event.stripe_event_id, "type": event.type})
-
-    outcome = OUTCOME_CREATED if created else OUTCOME_UPDATED
-    event.status, event.error, event.contact_id = EVENT_PROCESSED, None, contact.id
     reason = "; ".join(notes)
-    db.session.add(_log(event, attempt, started, outcome, reason[:1].upper() + reason[1:], contact.id))
-    log.debug("Stripe event %s (%s) processed: %s", event.stripe_event_id, event.type, reason)
-    return outcome
+    return (OUTCOME_CREATED if created else OUTCOME_UPDATED), contact, reason[:1].upper() + reason[1:]
 
 
 def _log(event: StripeEvent, attempt: int, started: float, outcome: str, reason: str,

@@ -14,6 +14,9 @@ SIGKILL in seconds instead of waiting for the heartbeat TTL. Jobs that are queue
 a retry, deferred, stopped or cancelled by an operator are left alone. Requeuing is safe even when
 the old run is somehow still alive: `process_event` claims the row, so only one run can commit.
 
+Historical imports (backfill.py) are swept the same way: an import whose job was lost or whose
+worker died gets a new job, which continues from the import's saved cursor.
+
 The worker process runs the sweep every EVENT_SWEEP_INTERVAL seconds (one worker at a time, by a
 Redis lock); `flask --app app stripe-sweep` runs it once by hand.
 """
@@ -38,6 +41,7 @@ from sqlalchemy import and_, or_, select, update
 
 from webapp.extensions import db
 from webapp.redis_queue import get_queue
+from webapp.stripe_sync.backfill import recover_lost as recover_backfills
 from webapp.stripe_sync.dispatch import REDIS_DOWN, enqueue_event, job_id_for
 from webapp.stripe_sync.models import (
     EVENT_FAILED, EVENT_QUEUED, EVENT_RECEIVED, OUTCOME_FAILED, StripeEvent, SyncLog,
@@ -59,15 +63,17 @@ class SweepReport:
     enqueued: int = 0   # received, never queued
     requeued: int = 0   # queued, but the job was lost or its worker died
     gave_up: int = 0    # lost too many times; left failed
+    backfills: int = 0  # historical imports requeued from their saved cursor
 
     @property
     def changed(self) -> int:
-        """How many events the sweep touched."""
-        return self.enqueued + self.requeued + self.gave_up
+        """How many events (and imports) the sweep touched."""
+        return self.enqueued + self.requeued + self.gave_up + self.backfills
 
     def __str__(self) -> str:
         """The log line's wording."""
-        return f"{self.enqueued} enqueued, {self.requeued} requeued, {self.gave_up} given up"
+        text = f"{self.enqueued} enqueued, {self.requeued} requeued, {self.gave_up} given up"
+        return text + (f", {self.backfills} imports resumed" if self.backfills else "")
 
 
 def sweep_unqueued(older_than_seconds: float | None = None, queue: Queue | None = None) -> SweepReport:
@@ -78,6 +84,7 @@ def sweep_unqueued(older_than_seconds: float | None = None, queue: Queue | None 
     report = SweepReport()
     _enqueue_received(cutoff, queue, report)
     _recover_lost(cutoff, queue, report)
+    report.backfills = recover_backfills(cutoff, queue)
     if report.changed:
         log.info("Stripe event sweep: %s", report)
     return report
