@@ -16,10 +16,7 @@ by a Redis lock); `flask --app app automations sweep` runs it once by hand.
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import threading
-import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -39,8 +36,8 @@ from webapp.automations.models import (
 from webapp.automations.settings import setting
 from webapp.crm.models import TriggerFired
 from webapp.extensions import db
+from webapp.periodic import run_once_locked, start_periodic
 from webapp.redis_queue import get_queue
-from webapp.stripe_sync.dispatch import REDIS_DOWN
 from webapp.stripe_sync.sweep import worker_alive
 from webapp.timeutil import utcnow
 
@@ -191,33 +188,11 @@ def _drop(queue: Queue, job_id: str | None) -> None:
 
 def sweep_once_locked(interval: float) -> SweepReport | None:
     """One sweep unless another worker holds the lock for this interval."""
-    queue = get_queue()
-    token = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-    if not queue.connection.set(LOCK_KEY, token, nx=True, ex=max(1, int(interval) - 1)):
-        return None
-    return sweep_automations(queue=queue)
+    return run_once_locked(LOCK_KEY, interval, sweep_automations)
 
 
 def start_periodic_sweep(app: Flask, interval: float | None = None) -> threading.Event:
-    """Sweep at once and then every interval on a daemon thread; set the returned event to stop."""
-    stop = threading.Event()
+    """Sweep now and then every interval on a daemon thread of the worker; set the event to stop it."""
     with app.app_context():
         interval = float(interval or setting("AUTOMATION_SWEEP_INTERVAL"))
-
-    def loop():
-        """Sweep, then sleep until the next interval or until told to stop."""
-        while not stop.is_set():
-            with app.app_context():
-                try:
-                    sweep_once_locked(interval)
-                except REDIS_DOWN as exc:
-                    log.warning("Automation sweep skipped: Redis unavailable (%s)", type(exc).__name__)
-                except Exception:
-                    log.exception("Automation sweep failed")
-                finally:
-                    db.session.remove()
-            stop.wait(interval)
-
-    threading.Thread(target=loop, name="automation-sweep", daemon=True).start()
-    log.info("Automation sweep runs every %.0f s", interval)
-    return stop
+    return start_periodic(app, "Automation sweep", LOCK_KEY, interval, sweep_automations)

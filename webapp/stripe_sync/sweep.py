@@ -26,7 +26,6 @@ import logging
 import os
 import socket
 import threading
-import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -40,9 +39,10 @@ from rq.worker import Worker
 from sqlalchemy import and_, or_, select, update
 
 from webapp.extensions import db
+from webapp.periodic import run_once_locked, start_periodic
 from webapp.redis_queue import get_queue
 from webapp.stripe_sync.backfill import recover_lost as recover_backfills
-from webapp.stripe_sync.dispatch import REDIS_DOWN, enqueue_event, job_id_for
+from webapp.stripe_sync.dispatch import enqueue_event, job_id_for
 from webapp.stripe_sync.models import (
     EVENT_FAILED, EVENT_QUEUED, EVENT_RECEIVED, OUTCOME_FAILED, StripeEvent, SyncLog,
 )
@@ -205,36 +205,14 @@ def _give_up(event_id: int, status: str, attempts: int, why: str) -> None:
 
 def sweep_once_locked(interval: float) -> SweepReport | None:
     """One sweep unless another worker holds the lock for this interval."""
-    queue = get_queue()
-    token = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-    if not queue.connection.set(LOCK_KEY, token, nx=True, ex=max(1, int(interval) - 1)):
-        return None
-    return sweep_unqueued(queue=queue)
+    return run_once_locked(LOCK_KEY, interval, sweep_unqueued)
 
 
 def start_periodic_sweep(app: Flask, interval: float | None = None) -> threading.Event:
-    """Sweep on a daemon thread of the worker process; set the returned event to stop it."""
-    stop = threading.Event()
+    """Sweep now and then every interval on a daemon thread of the worker; set the event to stop it."""
     with app.app_context():
         interval = float(interval or setting("EVENT_SWEEP_INTERVAL"))
-
-    def loop():
-        """Sweep, then sleep until the next interval or until told to stop."""
-        while not stop.is_set():
-            with app.app_context():
-                try:
-                    sweep_once_locked(interval)
-                except REDIS_DOWN as exc:
-                    log.warning("Stripe event sweep skipped: Redis unavailable (%s)", type(exc).__name__)
-                except Exception:
-                    log.exception("Stripe event sweep failed")
-                finally:
-                    db.session.remove()
-            stop.wait(interval)
-
-    threading.Thread(target=loop, name="stripe-event-sweep", daemon=True).start()
-    log.info("Stripe event sweep runs every %.0f s", interval)
-    return stop
+    return start_periodic(app, "Stripe event sweep", LOCK_KEY, interval, sweep_unqueued)
 
 
 @click.command("stripe-sweep")
