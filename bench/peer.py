@@ -25,7 +25,7 @@ from pathlib import Path
 import requests
 
 from bench.loadgen import closed_loop
-from bench.stack import ROOT, SECRET, event_payloads, pg_admin, with_database
+from bench.stack import ROOT, SECRET, event_payloads, pg_admin, wait_for_http, with_database
 from webapp.embedded_redis import free_port
 
 log = logging.getLogger("bench.peer")
@@ -132,14 +132,9 @@ class DjStripePeer:
         self.log_file = open(self.tmp / "gunicorn.log", "w")
         self.proc = subprocess.Popen(cmd, cwd=DJ_DIR, env=self.env, stdout=self.log_file, stderr=subprocess.STDOUT)
         url = f"http://127.0.0.1:{self.port}"
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                requests.get(url + "/healthz", timeout=1)
-                return url
-            except requests.RequestException:
-                time.sleep(0.1)
-        raise RuntimeError("dj-stripe's gunicorn did not start: " + (self.tmp / "gunicorn.log").read_text()[-2000:])
+        if not wait_for_http(url + "/healthz"):
+            raise RuntimeError("dj-stripe's gunicorn did not start: " + (self.tmp / "gunicorn.log").read_text()[-2000:])
+        return url
 
     def counts(self) -> dict:
         """What dj-stripe stored: triggers, valid, processed, failed, events, customers."""

@@ -37,6 +37,18 @@ def pg_admin(url: str, sql: str) -> None:
         conn.execute(sql)
 
 
+def wait_for_http(url: str, timeout: float = 30) -> bool:
+    """True once the URL answers at all (any status), False after the timeout."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            requests.get(url, timeout=1)
+            return True
+        except requests.RequestException:
+            time.sleep(0.1)
+    return False
+
+
 class Stack:
     """Everything one benchmark run needs; use as a context manager.
 
@@ -127,14 +139,9 @@ class Stack:
                str(self.web_workers), "--log-level", "warning", wsgi or self.wsgi]
         self.procs.append(subprocess.Popen(cmd, cwd=ROOT, env=self.env))
         url = f"http://127.0.0.1:{self.port}"
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                requests.get(url + "/healthz", timeout=1)
-                return url
-            except requests.RequestException:
-                time.sleep(0.1)
-        raise RuntimeError("gunicorn did not start")
+        if not wait_for_http(url + "/healthz"):
+            raise RuntimeError("gunicorn did not start")
+        return url
 
     def start_workers(self, n: int, worker_class: str = "simple") -> None:
         """n worker.py processes."""
