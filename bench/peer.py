@@ -17,12 +17,10 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from collections import Counter
 from pathlib import Path
 
-import requests
 
 from bench.loadgen import closed_loop
 from bench.stack import ROOT, SECRET, event_payloads, pg_admin, wait_for_http, with_database
