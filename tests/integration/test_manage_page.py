@@ -210,3 +210,17 @@ def test_disconnect_account_erases_key_and_reconnect_asks_for_mapping(auth_clien
     assert "Add field mapping" in choose(auth_client, draft).get_data(as_text=True)
     assert finish(auth_client, draft, [("email", "email", field_id(db, "email"))]).status_code == 204
     assert db.session.query(StripeAccount).one().status == "connected"
+
+
+def test_a_mapped_custom_field_cannot_be_deleted_until_the_mapping_changes(auth_client, db, stripe_key):
+    notes = service.create_field("Notes", "text")
+    res = connect(auth_client, db, stripe_key, extra=(("extra", "description", "custom_%d" % notes.id),))
+    auth_client.get("/fields")
+    resp = auth_client.post(f"/fields/{notes.id}/delete", {})
+    page = auth_client.get(resp.headers["Location"]).get_data(as_text=True)
+    assert "is filled by the Stripe Customer field mapping" in page
+    assert service.custom_fields() == [notes]
+    rows = {"row_role": ["email"], "stripe_field": ["email"], "crm_field": [str(field_id(db, "email"))]}
+    assert auth_client.post(f"/apps/stripe/resources/{res.id}/mapping", rows, htmx=True).status_code == 204
+    auth_client.post(f"/fields/{notes.id}/delete", {})
+    assert service.custom_fields() == []

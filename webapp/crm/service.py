@@ -329,9 +329,18 @@ def rename_field(field: ContactField, label: str | None) -> ContactField:
 
 
 def delete_field(field: ContactField) -> None:
-    """Delete a custom field and its values; standard fields stay."""
+    """Delete a custom field and its values; standard fields, and fields a Stripe mapping fills, stay."""
     if field.is_standard:
         raise ValidationError({"field": "Standard fields cannot be deleted."})
+    from webapp.stripe_sync.models import RESOURCE_DISCONNECTED, FieldMapping, StripeResource
+    users = db.session.scalars(select(StripeResource).join(FieldMapping, FieldMapping.resource_id == StripeResource.id)
+                               .where(FieldMapping.field_id == field.id)).unique().all()
+    active = [r for r in users if r.status != RESOURCE_DISCONNECTED]
+    if active:
+        names = ", ".join(sorted({r.name for r in active}))
+        raise ValidationError({"field": f"“{field.label}” is filled by the Stripe {names} field mapping. "
+                                        "Change that mapping first (Apps → Stripe → the resource)."})
+    db.session.execute(db.delete(FieldMapping).where(FieldMapping.field_id == field.id))
     db.session.execute(db.delete(ContactFieldValue).where(ContactFieldValue.field_id == field.id))
     db.session.delete(field)
     db.session.commit()
