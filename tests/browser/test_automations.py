@@ -24,6 +24,7 @@ def test_build_a_dunning_email_replay_the_event_and_find_it_in_the_outbox(logged
     dialog.get_by_label("Name").fill("Dunning")
     dialog.get_by_role("button", name="Create").click()
     expect(page.get_by_role("heading", name="Dunning")).to_be_visible()
+    page.wait_for_load_state("load")  # htmx wires the page up after it is visible
 
     # The trigger picker: sections, the recurring triggers explained, event types of the connected resource.
     page.get_by_role("button", name="Choose trigger").click()
@@ -110,6 +111,7 @@ def build(page, name, trigger, configure, subject, body):
     dialog.get_by_label("Name").fill(name)
     dialog.get_by_role("button", name="Create").click()
     expect(page.get_by_role("heading", name=name)).to_be_visible()
+    page.wait_for_load_state("load")  # htmx wires the page up after it is visible
     page.get_by_role("button", name="Choose trigger").click()
     dialog.get_by_role("button", name=trigger).click()
     configure(dialog)

@@ -19,6 +19,7 @@ def connect(page, stripe_key, resource, trigger=False):
     dialog.get_by_role("button", name="Continue").click()
     dialog.get_by_role("button", name="Finish").click()
     expect(page.get_by_text("Stripe is connected")).to_be_visible()
+    page.wait_for_load_state("load")  # htmx wires the page up after it is visible
 
 
 def test_progress_polls_until_the_import_is_finished(logged_in_page, stripe_double, stripe_key, run_worker):

@@ -12,6 +12,7 @@ def open_connect_modal(page):
     page.goto("/apps/")
     page.get_by_label("Search apps").press_sequentially("Stripe", delay=20)
     page.locator("#app-list").get_by_text("Stripe", exact=True).click()
+    page.wait_for_load_state("load")
     page.get_by_role("button", name="Connect Account").click()
     dialog = page.locator("dialog#modal")
     expect(dialog).to_be_visible()
@@ -53,6 +54,7 @@ def test_click_path_to_a_finished_connection(logged_in_page, stripe_double, stri
     dialog.get_by_role("button", name="Finish").click()
 
     expect(page.get_by_text("Stripe is connected")).to_be_visible()
+    page.wait_for_load_state("load")
     expect(page.locator("#resource-1")).to_contain_text("Customer")
     [endpoint] = stripe_double.endpoints("acct_1EngineRoom")
     assert re.fullmatch(r"https://crm\.example\.test/webhooks/stripe/[\w-]{40,}", endpoint["url"])

@@ -46,6 +46,7 @@ def test_setup_login_fields_contacts_tags_apps(page):
     page.get_by_label("Plan").select_option("Pro")
     page.get_by_role("button", name="Save contact").click()
     expect(page.get_by_role("heading", name="Ada Lovelace")).to_be_visible()
+    page.wait_for_load_state("load")  # htmx wires the page up after it is visible
     expect(page.locator(".details")).to_contain_text("Pro")
 
     # Tag it inline (htmx), then remove and re-add.
@@ -65,6 +66,7 @@ def test_setup_login_fields_contacts_tags_apps(page):
     page.get_by_role("button", name="Save contact").click()
     page.get_by_role("link", name="Contacts").first.click()
     expect(page.locator("#contact-table tbody tr")).to_have_count(2)
+    page.wait_for_load_state("load")
     page.get_by_label("Search contacts").press_sequentially("lov", delay=30)
     expect(page.locator("#contact-table tbody tr")).to_have_count(1)
     expect(page.locator("#contact-table")).to_contain_text("ada@example.com")
@@ -78,6 +80,7 @@ def test_setup_login_fields_contacts_tags_apps(page):
 
     # Apps: typing "str" narrows the list live; Stripe opens its page.
     page.get_by_role("link", name="Apps").click()
+    page.wait_for_load_state("load")
     page.get_by_label("Search apps").press_sequentially("zz", delay=30)
     expect(page.get_by_text("No apps match")).to_be_visible()
     page.get_by_label("Search apps").fill("")

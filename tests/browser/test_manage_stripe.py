@@ -31,6 +31,7 @@ def connect_in_browser(page, key, kind="Customer", map_name=True):
         dialog.locator(".mapping-row").nth(2).get_by_label("CRM field").select_option(label="First Name")
     dialog.get_by_role("button", name="Finish").click()
     expect(page.get_by_text("Stripe is connected").last).to_be_visible()
+    page.wait_for_load_state("load")  # htmx wires the page up after it is visible
 
 
 def post(app, stripe_double, resource_id, payload):
@@ -120,6 +121,7 @@ def test_mapping_update_removal_disconnect_and_second_account(logged_in_page, ap
     dialog.locator(".mapping-row").last.get_by_label("CRM field").select_option(label="Notes")
     dialog.get_by_role("button", name="Finish").click()
     expect(page.get_by_text("Field mapping for Customer updated")).to_be_visible()
+    page.wait_for_load_state("load")
     post(app, stripe_double, res_id, event_bytes("customer.updated.json", name="Ada King", description="Countess"))
     run_worker()
     ada = service.find_contact_by_email("ada@example.com")
@@ -136,6 +138,7 @@ def test_mapping_update_removal_disconnect_and_second_account(logged_in_page, ap
     page.get_by_role("button", name="Remove resource Customer").click()
     page.locator("dialog#modal").get_by_role("button", name="Remove").click()
     expect(page.get_by_text("Customer was removed")).to_be_visible()
+    page.wait_for_load_state("load")
     expect(page.locator(f"#resource-{res_id}")).to_have_count(0)
     assert [e for e in stripe_double.endpoints("acct_1EngineRoom")] == []
 
