@@ -235,3 +235,13 @@ def test_mapping_note_fragment_follows_the_stripe_field(auth_client, db, stripe_
     phone = auth_client.get("/apps/stripe/mapping-row?part=note&stripe_field=phone", headers=HX).get_data(as_text=True)
     assert name.startswith('<div class="note-slot') and "split into First Name and Last Name" in name
     assert phone.startswith('<div class="note-slot') and "split" not in phone
+
+
+def test_stripe_timing_out(app, auth_client, db, stripe_double, stripe_key):
+    app.config.update(STRIPE_TIMEOUT=0.5, STRIPE_MAX_NETWORK_RETRIES=0)
+    stripe_double.set_latency(2)
+    auth_client.get("/apps/stripe")
+    resp = auth_client.post("/apps/stripe/connect", {"secret_key": stripe_key}, htmx=True)
+    stripe_double.set_latency(0)
+    assert resp.status_code == 422 and "timed out" in resp.get_data(as_text=True)
+    assert db.session.query(ConnectDraft).count() == 0
