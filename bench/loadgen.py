@@ -18,6 +18,18 @@ def sign(payload: bytes, secret: str) -> str:
     return f"t={t},v1={mac}"
 
 
+def _post(conn, parts, path: str, body: bytes, headers: dict):
+    """One POST on a keep-alive connection; a broken connection counts as 599 and is replaced."""
+    try:
+        conn.request("POST", path, body=body, headers=headers)
+        resp = conn.getresponse()
+        resp.read()
+        return resp.status, conn
+    except (OSError, http.client.HTTPException):
+        conn.close()
+        return 599, http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+
+
 @dataclass
 class Result:
     """What one run measured."""
@@ -67,15 +79,7 @@ def _worker(url: str, path: str, secret: str, payloads: list[bytes], threads: in
             with lock:
                 if first[0] is None:
                     first[0] = time.time()
-            try:
-                conn.request("POST", path, body=body, headers=headers)
-                resp = conn.getresponse()
-                resp.read()
-                status = resp.status
-            except (OSError, http.client.HTTPException):
-                conn.close()
-                conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
-                status = 599
+            status, conn = _post(conn, parts, path, body, headers)
             ms = (time.perf_counter() - start) * 1000
             with lock:
                 lat.append(ms)
@@ -133,16 +137,8 @@ def open_loop(url: str, path: str, secret: str, payloads: list[bytes], rate: flo
             if delay > 0:
                 time.sleep(delay)
             sent = time.perf_counter()
-            try:
-                conn.request("POST", path, body=body, headers={"Content-Type": "application/json",
-                                                               "Stripe-Signature": sign(body, secret)})
-                resp = conn.getresponse()
-                resp.read()
-                status = resp.status
-            except (OSError, http.client.HTTPException):
-                conn.close()
-                conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
-                status = 599
+            status, conn = _post(conn, parts, path, body, {"Content-Type": "application/json",
+                                                            "Stripe-Signature": sign(body, secret)})
             with lock:
                 lat.append((time.perf_counter() - sent) * 1000)
                 if not 200 <= status < 300:

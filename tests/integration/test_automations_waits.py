@@ -3,7 +3,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from datetime import timedelta
 
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -19,15 +18,8 @@ from webapp.crm.models import TriggerFired
 from webapp.crm.service import find_contact_by_email
 from webapp.redis_queue import get_queue
 from webapp.timeutil import utcnow
+from tests.waiting import wait_for
 
-
-def wait_for(predicate, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return False
 
 
 def the_run(db):

@@ -4,7 +4,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 
 from sqlalchemy import func, select
@@ -16,15 +15,8 @@ from webapp.crm.models import Contact, ContactTag
 from webapp.redis_queue import get_redis
 from webapp.stripe_sync.models import Backfill, StripeEvent, SyncLog
 from webapp.stripe_sync.sweep import sweep_unqueued, worker_alive
+from tests.waiting import wait_for
 
-
-def wait_for(predicate, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def test_killed_worker_mid_import_resumes_from_the_saved_page(app, db, connect_resource, stripe_double,

@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 
 import pytest
 from sqlalchemy import func, select
@@ -19,6 +18,7 @@ from webapp.crm.models import Contact
 from webapp.embedded_redis import RedisServer
 from webapp.stripe_sync.models import StripeEvent, SyncLog
 from webapp.stripe_sync.sweep import sweep_unqueued
+from tests.waiting import wait_for as wait_until
 
 FAST = {"EVENT_RETRY_INTERVALS": "0,0,0,0", "STRIPE_RATE_LIMIT_BACKOFF": "0.01"}
 
@@ -63,14 +63,6 @@ def assert_all_processed_once(db, n):
     assert count(db, StripeEvent.status == "failed") == 0
 
 
-def wait_until(predicate, timeout=60):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return False
-
 
 def finish(app, run_worker):
     """What the running system does next: the sweep requeues, a worker drains, until all is quiet."""
@@ -90,7 +82,7 @@ def test_worker_sigkilled_mid_burst(app, db, connect_resource, post_event, run_w
     env = worker_env(app, redis_server.url, stripe_double)
     doomed = start_worker(env, "doomed", burst=False)
     survivor = start_worker(env, "survivor")
-    assert wait_until(lambda: count(db, StripeEvent.status == "processed") >= 40)
+    assert wait_until(lambda: count(db, StripeEvent.status == "processed") >= 40, timeout=60)
     os.killpg(doomed.pid, signal.SIGKILL)
     doomed.wait(10)
     survivor.wait(120)
@@ -133,7 +125,7 @@ def test_postgres_restarted_during_processing(app, db, connect_resource, post_ev
     db.engine.dispose()
     worker = start_worker(worker_env(app, redis_server.url, stripe_double), "through-restart", burst=False)
     try:
-        assert wait_until(lambda: count(db, StripeEvent.status == "processed") >= 30)
+        assert wait_until(lambda: count(db, StripeEvent.status == "processed") >= 30, timeout=60)
         db.session.remove()
         db.engine.dispose()
         runas = shlex.split(os.environ.get("TEST_PG_RUNAS", ""))

@@ -14,19 +14,12 @@ from webapp.redis_queue import get_queue
 from webapp.stripe_sync.dispatch import job_id_for
 from webapp.stripe_sync.models import StripeEvent, SyncLog
 from webapp.stripe_sync.sweep import sweep_unqueued, worker_alive
+from tests.waiting import wait_for
 
 
 def count(db, model):
     return db.session.scalar(select(func.count()).select_from(model))
 
-
-def wait_for(predicate, timeout=20.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def test_killed_worker_mid_job_is_recovered_by_the_sweep(app, connect_resource, post_event, run_worker, db,
