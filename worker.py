@@ -10,12 +10,13 @@ Redis lock lets one of them sweep per interval. --burst sweeps once before worki
 import argparse
 import logging
 
-from rq import SimpleWorker, Worker
+from redis import Redis
+from rq import Queue, SimpleWorker, Worker
 
 from webapp import create_app
 from webapp.automations.sweep import start_periodic_sweep as start_automation_sweep
 from webapp.automations.sweep import sweep_automations
-from webapp.redis_queue import get_queue, get_redis
+from webapp.redis_queue import get_queue
 from webapp.stripe_sync.sweep import start_periodic_sweep, sweep_unqueued
 
 log = logging.getLogger("worker")
@@ -43,7 +44,12 @@ def main(argv=None) -> None:
                 sweep_automations()
             else:
                 stops = [start_periodic_sweep(app), start_automation_sweep(app)]
-        worker = WORKER_CLASSES[args.worker_class]([get_queue()], connection=get_redis(), name=args.name)
+        # The worker blocks on Redis for minutes waiting for jobs, so its own connection has no read
+        # timeout (the app's connection times out after 5 s, right for web requests and enqueues).
+        conn = Redis.from_url(app.config["REDIS_URL"], socket_connect_timeout=5, socket_keepalive=True,
+                              health_check_interval=30)
+        queue = Queue(get_queue().name, connection=conn)
+        worker = WORKER_CLASSES[args.worker_class]([queue], connection=conn, name=args.name)
         try:
             worker.work(burst=args.burst, with_scheduler=True, logging_level="INFO")
         finally:

@@ -74,6 +74,7 @@ def main() -> int:
             env["REDIS_URL"] = os.environ["REDIS_URL"] = redis_server.url
             log.info("embedded redis-server %s on %s", redis_server.proc.pid, redis_server.url)
         _migrate()
+        log.setLevel(logging.INFO)  # the migration's logging set-up raises the root level; keep our lines
         # Web and worker processes write their metrics here; /metrics adds them up.
         metrics_dir = Path(env.get("PROMETHEUS_MULTIPROC_DIR") or INSTANCE / "prometheus")
         shutil.rmtree(metrics_dir, ignore_errors=True)
