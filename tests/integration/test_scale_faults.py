@@ -194,3 +194,20 @@ def test_sqlite_busy_under_concurrent_writers(app, db, connect_resource, post_ev
             w.wait(30)
     finish(app, run_worker)
     assert_all_processed_once(db, 400)
+
+
+def test_worker_dying_between_dequeue_and_start(app, db, connect_resource, post_event, run_worker):
+    """RQ hands a job over through its intermediate list; a worker killed right there leaves the job
+    'queued' but off the queue. The sweep spots it instead of waiting for RQ's minutes-long clean-up."""
+    from webapp.redis_queue import get_queue
+
+    res = connect_resource("customer")
+    assert post_event(res, customer_events(1)[0]).status_code == 200
+    queue = get_queue()
+    queue.connection.lmove(queue.key, queue.intermediate_queue.key, "LEFT", "RIGHT")
+    assert queue.count == 0
+    run_worker()
+    assert count(db, StripeEvent.status == "processed") == 0  # nobody will ever run it by itself
+    finish(app, run_worker)
+    assert_all_processed_once(db, 1)
+    assert queue.connection.llen(queue.intermediate_queue.key) == 0

@@ -121,8 +121,13 @@ def _recover_lost(cutoff, queue: Queue, report: SweepReport) -> None:
         for row in rows:
             pipe.hmget(Job.key_for(job_id_for(row.id)), "status", "worker_name")
         jobs = pipe.execute()
+    # Jobs a worker took off the queue but died before starting: RQ only notices after minutes.
+    handed_off = {j.decode() for j in conn.lrange(queue.intermediate_queue.key, 0, -1)}
     for row, (raw_status, raw_worker) in zip(rows, jobs):
         job_status = raw_status.decode() if raw_status else None
+        if job_status in WAITING and job_id_for(row.id) in handed_off:
+            conn.lrem(queue.intermediate_queue.key, 0, job_id_for(row.id))
+            job_status = None  # treated as lost below: its worker died between dequeue and start
         why = _why_lost(conn, row.status, job_status, raw_worker.decode() if raw_worker else "")
         if why is None:
             continue
