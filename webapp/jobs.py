@@ -6,7 +6,7 @@ gets one app built once per process.
 """
 import logging
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
 from flask import has_app_context
 
@@ -17,17 +17,22 @@ _app = None
 
 
 @contextmanager
-def _app_context():
-    """Reuse the worker's context when there is one; otherwise build the app once per process."""
+def job_context():
+    """Reuse the worker's context when there is one, otherwise build the app once per process; either
+    way the job ends with an empty identity map and its connection back in the pool."""
     global _app
     if has_app_context():
-        yield
-        return
-    if _app is None:
-        from webapp import create_app
-        _app = create_app()
-    with _app.app_context():
-        yield
+        context = nullcontext()
+    else:
+        if _app is None:
+            from webapp import create_app
+            _app = create_app()
+        context = _app.app_context()
+    with context:
+        try:
+            yield
+        finally:
+            db.session.remove()
 
 
 def process_event(event_row_id: int) -> str:
@@ -37,13 +42,11 @@ def process_event(event_row_id: int) -> str:
 
     started = time.perf_counter()
     outcome = "failed"
-    with _app_context():
+    with job_context():
         try:
             outcome = process(event_row_id)
             return outcome
         finally:
-            # Each job starts with an empty identity map and returns its connection to the pool.
-            db.session.remove()
             EVENTS_PROCESSED.labels(outcome=outcome.replace(" ", "_")).inc()
             PROCESSING_SECONDS.observe(time.perf_counter() - started)
 
@@ -52,8 +55,5 @@ def run_backfill(backfill_id: int) -> str:
     """Import one slice of a resource's Stripe history; the job queues its own continuation."""
     from webapp.stripe_sync.backfill import run_backfill as run
 
-    with _app_context():
-        try:
-            return run(backfill_id)
-        finally:
-            db.session.remove()
+    with job_context():
+        return run(backfill_id)

@@ -1,12 +1,10 @@
 """RQ job functions for automations: take ids, load rows, do the work, re-raise on failure.
 
-Enqueued by dotted path (see dispatch.py). Like webapp.jobs, each runs in the worker's app
-context (or one built once per process) and ends with an empty session.
+Enqueued by dotted path (see dispatch.py). Each runs in webapp.jobs.job_context.
 """
 import logging
 
-from webapp.extensions import db
-from webapp.jobs import _app_context
+from webapp.jobs import job_context
 
 log = logging.getLogger(__name__)
 
@@ -23,33 +21,25 @@ def enter_automations(trigger_fired_ids: list[int]) -> int:
     """Start runs for fired triggers; how many started."""
     from webapp.automations.engine import enter
 
-    with _app_context():
-        try:
-            return len(enter(trigger_fired_ids))
-        finally:
-            db.session.remove()
+    with job_context():
+        return len(enter(trigger_fired_ids))
 
 
 def advance_run(run_id: int, token: str) -> str:
     """Run a run's actions until it waits, pauses or ends; failures are recorded, then re-raised."""
     from webapp.automations.engine import advance, record_failure
 
-    with _app_context():
+    with job_context():
         try:
             return advance(run_id, token)
         except Exception as exc:
             record_failure(run_id, token, exc, _will_retry())
             raise
-        finally:
-            db.session.remove()
 
 
 def send_message(message_id: int) -> str:
     """Deliver one outbox message over SMTP; failures re-raise so RQ retries."""
     from webapp.automations.outbox import send
 
-    with _app_context():
-        try:
-            return send(message_id)
-        finally:
-            db.session.remove()
+    with job_context():
+        return send(message_id)
