@@ -48,14 +48,18 @@ def defaults():
 
 
 def from_environment(environ=None):
-    """Pick the documented variables, and any sync tunable, out of the environment."""
-    from webapp.stripe_sync.sync_settings import DEFAULTS as TUNABLES
+    """Pick the documented variables, and any tunable (sync, import, automations), out of the environment."""
+    from webapp.automations.settings import DEFAULTS as AUTOMATION_TUNABLES
+    from webapp.stripe_sync.backfill_settings import DEFAULTS as BACKFILL_TUNABLES
+    from webapp.stripe_sync.sync_settings import DEFAULTS as SYNC_TUNABLES
+
+    tunables = {**SYNC_TUNABLES, **BACKFILL_TUNABLES, **AUTOMATION_TUNABLES}
 
     environ = os.environ if environ is None else environ
     found = {k: environ[k] for k in ENV_KEYS if environ.get(k)}
     if "PORT" in found:
         found["PORT"] = int(found["PORT"])
-    for name, default in TUNABLES.items():
+    for name, default in tunables.items():
         if environ.get(name):
             found[name] = _parse_like(environ[name], default)
     return found
