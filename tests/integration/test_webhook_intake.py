@@ -7,6 +7,7 @@ from sqlalchemy import func, select
 from tests.integration.conftest import event_bytes, sign
 from webapp.crm.models import Contact
 from webapp.redis_queue import get_queue
+from webapp.stripe_sync import pending
 from webapp.stripe_sync.models import StripeEvent, StripeResource, SyncLog, WebhookSecret
 
 
@@ -28,7 +29,9 @@ def test_accepts_records_and_queues(connect_resource, post_event, db, app_logs):
     assert (row.stripe_event_id, row.type, row.created, row.status, row.payload) == (
         "evt_3UGcRwLm3xVt9QeK2a1u4iNF", "charge.succeeded", 1789740128, "queued", raw)
     assert row.enqueued_at is not None and row.resource_id == resource.id and row.historical is False
-    assert queued_jobs() == 1 and get_queue().job_ids == [f"stripe-event-{row.id}"]
+    queue = get_queue()
+    assert pending.where(queue, [row.id]) == {row.id: ("pending", "", 0.0)}
+    assert queued_jobs() == 1 and queue.fetch_job(queue.job_ids[0]).func_name == "webapp.jobs.drain_events"
     assert db.session.get(StripeResource, resource.id).last_event_at is not None
     assert resource.secrets[0] not in app_logs.text and "ada@example.com" not in app_logs.text
 

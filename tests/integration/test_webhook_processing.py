@@ -330,12 +330,18 @@ def test_unique_row_insert_race_is_absorbed(app, db, connect_resource, monkeypat
     assert count(db, EcommerceCustomer) == 1
 
 
-def test_locked_database_replays_the_transaction(connect_resource, post_event, run_worker, db, monkeypatch):
+@pytest.mark.parametrize("batch_size", [50, 1], ids=["drain batch", "own job"])
+def test_locked_database_replays_the_transaction(app, connect_resource, post_event, run_worker, db, monkeypatch,
+                                                 batch_size):
     from sqlalchemy.exc import OperationalError
 
+    from webapp.stripe_sync import batch
+
+    app.config["EVENT_BATCH_SIZE"] = batch_size
     resource = connect_resource("customer")
     post_event(resource, "customer.created")
-    real_apply = processing._apply
+    module, name = (batch, "_write_batch") if batch_size > 1 else (processing, "_apply")
+    real_apply = getattr(module, name)
     tries = []
 
     def locked_once(*args):
@@ -345,7 +351,7 @@ def test_locked_database_replays_the_transaction(connect_resource, post_event, r
             raise OperationalError("COMMIT", {}, Exception("database is locked"))
         return real_apply(*args)
 
-    monkeypatch.setattr(processing, "_apply", locked_once)
+    monkeypatch.setattr(module, name, locked_once)
     run_worker()
     assert len(tries) == 2
     row = db.session.scalar(select(StripeEvent))

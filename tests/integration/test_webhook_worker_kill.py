@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from webapp.config import ROOT
 from webapp.crm.models import Contact, ContactTag, TriggerFired
 from webapp.redis_queue import get_queue
-from webapp.stripe_sync.dispatch import job_id_for
+from webapp.stripe_sync import pending
 from webapp.stripe_sync.models import StripeEvent, SyncLog
 from webapp.stripe_sync.sweep import sweep_unqueued, worker_alive
 from tests.waiting import wait_for
@@ -38,13 +38,13 @@ def test_killed_worker_mid_job_is_recovered_by_the_sweep(app, connect_resource, 
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         queue = get_queue()
-        job_key = f"rq:job:{job_id_for(row_id)}"
 
         def in_the_fetch():
-            """Job started and its attempt counted: the next step is the (slow) customer fetch."""
+            """A drain took the event and counted its attempt: the next step is the (slow) customer fetch."""
             attempts = db.session.scalar(select(StripeEvent.attempts).where(StripeEvent.id == row_id))
             db.session.rollback()
-            return queue.connection.hget(job_key, "status") == b"started" and attempts == 1
+            held = pending.where(queue, [row_id]).get(row_id)
+            return held is not None and held[:2] == ("inflight", name) and attempts == 1
 
         started = wait_for(in_the_fetch)
         time.sleep(0.3)

@@ -34,6 +34,7 @@ class PageCache:
 
     def __init__(self, mapping: list[tuple[str, str]]):
         self.mapping = mapping
+        self.mappings: dict[int, list[tuple[str, str]]] = {}  # per resource, when a batch mixes resources
         self.contacts: dict[str, Contact] = {}  # by lower-cased email
         self.unreported: set[str] = set()  # contacts this page created that no record has reported yet
         self.stamps: dict[tuple[int, str], ContactFieldStamp] = {}
@@ -42,6 +43,10 @@ class PageCache:
         self.new_links: list[dict] = []
         self.tag_ids: dict[str, int] = {}
         self.fields: dict[str, ContactField] = {}
+
+    def mapping_for(self, resource_id: int | None) -> list[tuple[str, str]]:
+        """The mapping of the record's resource; `mapping` (prefetched for) covers all of them."""
+        return self.mappings.get(resource_id, self.mapping) if self.mappings else self.mapping
 
     def contact_for(self, email: str) -> tuple[Contact, bool]:
         """The prefetched contact, and whether this record is the one that created it."""

@@ -1,8 +1,10 @@
-"""Putting a recorded Stripe event on the RQ queue: one job id per event row, one retry policy.
+"""Putting recorded Stripe events on the RQ queue.
 
-The job id is derived from the row id (`stripe-event-<id>`) so the sweep can find an event's job
-without a column for it, and re-enqueueing replaces a dead job instead of piling up copies.
-Running a job twice is harmless anyway: `process_event` claims the row in its transaction.
+New events go to the pending set that drain jobs work through in batches (pending.py, batch.py);
+`queue_events` decides. An event that failed, or that the sweep recovers, gets a job of its own,
+`process_event`, whose id is derived from the row id (`stripe-event-<id>`) so the sweep can find
+it without a column for it, and re-enqueueing replaces a dead job instead of piling up copies.
+Running an event twice is harmless anyway: both paths claim the row in their transaction.
 """
 import logging
 
@@ -37,6 +39,19 @@ def retry_policy(retries: int | None = None) -> Retry | None:
     if count <= 0:
         return None
     return Retry(max=count, interval=intervals[len(intervals) - count:])
+
+
+def queue_events(row_ids: list[int], queue: Queue | None = None) -> None:
+    """Hand events to a drain job, or to a job each when batching is off (EVENT_BATCH_SIZE 1); Redis
+    errors propagate so the caller decides what "down" means."""
+    from webapp.stripe_sync import pending
+
+    queue = queue or get_queue()
+    if int(setting("EVENT_BATCH_SIZE")) > 1:
+        pending.add(queue, row_ids)
+        return
+    for row_id in row_ids:
+        enqueue_event(row_id, queue)
 
 
 def enqueue_event(event_row_id: int, queue: Queue | None = None, retries: int | None = None):

@@ -200,7 +200,7 @@ def apply_to_crm(event, resource: StripeResource | None, prepared: Prepared,
         mapping = [(m.stripe_field, m.field.key) for m in resource.mappings] if resource else []
     else:
         contact, created = cache.contact_for(prepared.email)
-        mapping = cache.mapping
+        mapping = cache.mapping_for(event.resource_id)
     stamp = (event.created, event.id)
     writes = contact_sync.plan_field_writes(mapping, prepared.customer)
     report = contact_sync.apply_field_writes(contact, writes, stamp, cache)
@@ -275,8 +275,10 @@ def _will_retry(attempt: int) -> bool:
     return attempt < max_attempts()
 
 
-def _record_failure(event_row_id: int, attempt: int, exc: BaseException, started: float) -> None:
-    """Leave the error on the event and a failed SyncLog row, in a transaction of their own."""
+def _record_failure(event_row_id: int, attempt: int, exc: BaseException, started: float,
+                    retry: bool | None = None) -> None:
+    """Leave the error on the event and a failed SyncLog row, in a transaction of their own; `retry`
+    says whether another attempt is coming when the caller, not the current RQ job, decides that."""
     try:
         db.session.rollback()
         event = db.session.get(StripeEvent, event_row_id, populate_existing=True)
@@ -284,7 +286,8 @@ def _record_failure(event_row_id: int, attempt: int, exc: BaseException, started
             db.session.rollback()
             return
         message = short_message(exc)
-        retry = _will_retry(attempt)
+        if retry is None:
+            retry = _will_retry(attempt)
         event.status, event.error = EVENT_FAILED, message
         db.session.add(_log(event, attempt, started, OUTCOME_FAILED,
                             f"{message} ({'will retry' if retry else f'gave up after attempt {attempt}'})",

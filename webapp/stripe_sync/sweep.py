@@ -2,7 +2,8 @@
 
 `sweep_unqueued(older_than_seconds)` finds, among events older than the grace period:
 - "received" events, recorded while Redis was down: enqueued now;
-- "queued" (or "failed" with attempts left) events whose job can no longer finish it: the job
+- "queued" (or "failed" with attempts left) events whose job can no longer finish it: the drain
+  job holding it died (pending.py's inflight hash names its worker and a deadline), the job
   is missing (Redis lost it, or intake died between commit and enqueue), its worker died in the
   middle of it (SIGKILL, OOM, power loss), or RQ gave up on it as abandoned. Those are requeued
   with the retries they have left, or, once an event has used all its attempts (one that keeps
@@ -26,6 +27,7 @@ import logging
 import os
 import socket
 import threading
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -42,7 +44,8 @@ from webapp.extensions import db
 from webapp.periodic import run_once_locked, start_periodic
 from webapp.redis_queue import get_queue
 from webapp.stripe_sync.backfill import recover_lost as recover_backfills
-from webapp.stripe_sync.dispatch import enqueue_event, job_id_for
+from webapp.stripe_sync import pending
+from webapp.stripe_sync.dispatch import enqueue_event, job_id_for, queue_events
 from webapp.stripe_sync.models import (
     EVENT_FAILED, EVENT_QUEUED, EVENT_RECEIVED, OUTCOME_FAILED, StripeEvent, SyncLog,
 )
@@ -96,12 +99,13 @@ def _enqueue_received(cutoff, queue: Queue, report: SweepReport) -> None:
         select(StripeEvent.id).where(StripeEvent.status == EVENT_RECEIVED, StripeEvent.received_at <= cutoff)
         .order_by(StripeEvent.id).limit(int(setting("EVENT_SWEEP_BATCH")))))
     db.session.rollback()
-    for event_id in ids:
-        enqueue_event(event_id, queue)
-        db.session.execute(update(StripeEvent).where(StripeEvent.id == event_id, StripeEvent.status == EVENT_RECEIVED)
-                           .values(status=EVENT_QUEUED, enqueued_at=utcnow()))
-        db.session.commit()
-        report.enqueued += 1
+    if not ids:
+        return
+    queue_events(ids, queue)
+    db.session.execute(update(StripeEvent).where(StripeEvent.id.in_(ids), StripeEvent.status == EVENT_RECEIVED)
+                       .values(status=EVENT_QUEUED, enqueued_at=utcnow()))
+    db.session.commit()
+    report.enqueued += len(ids)
 
 
 def _recover_lost(cutoff, queue: Queue, report: SweepReport) -> None:
@@ -117,6 +121,7 @@ def _recover_lost(cutoff, queue: Queue, report: SweepReport) -> None:
     if not rows:
         return
     conn = queue.connection
+    rows = _leave_to_drains(queue, rows)
     with conn.pipeline(transaction=False) as pipe:
         for row in rows:
             pipe.hmget(Job.key_for(job_id_for(row.id)), "status", "worker_name")
@@ -146,6 +151,24 @@ def _recover_lost(cutoff, queue: Queue, report: SweepReport) -> None:
         db.session.commit()
         log.warning("Stripe event row %s requeued: %s (attempts so far: %s)", row.id, why, row.attempts)
         report.requeued += 1
+
+
+def _leave_to_drains(queue: Queue, rows: list) -> list:
+    """Rows a drain job still owns are left to it; what a dead drain held is released for its own job."""
+    held = pending.where(queue, [row.id for row in rows])
+    if not held:
+        return rows
+    waiting = [row_id for row_id, (state, _w, _d) in held.items() if state == "pending"]
+    if waiting:
+        pending.arm(queue, force=True)  # pending past the grace period: its drain job may be lost
+        pending.drop_stuck_drains(queue)
+        log.info("Stripe event sweep: %s events still pending; a drain job was queued for them", len(waiting))
+    now = time.time()
+    released = [row_id for row_id, (state, worker, deadline) in held.items()
+                if state == "inflight" and (deadline < now or not worker_alive(queue.connection, worker))]
+    pending.forget(queue, released)
+    keep = set(held) - set(released)
+    return [row for row in rows if row.id not in keep]
 
 
 def _why_lost(conn, event_status: str, job_status: str | None, worker_name: str) -> str | None:

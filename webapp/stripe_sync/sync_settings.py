@@ -3,7 +3,11 @@
 Each can be overridden in the app config (tests shrink the waits):
 - EVENT_RETRY_INTERVALS: seconds RQ waits before each retry of a failed `process_event`; the job
   runs at most 1 + len(intervals) times before the event stays failed for the Retry button.
-- EVENT_JOB_TIMEOUT: seconds one `process_event` may run before RQ kills it.
+- EVENT_JOB_TIMEOUT: seconds one `process_event` (or one batch of a drain) may run before RQ kills it.
+- EVENT_BATCH_SIZE: how many pending events a drain job processes per transaction (pending.py,
+  batch.py); 1 gives every event its own RQ job instead, as before coalescing.
+- EVENT_DRAIN_SECONDS: how long one drain job keeps taking batches before it hands over to a
+  fresh job, so other jobs get their turn and RQ's timeout stays meaningful.
 - EVENT_SWEEP_INTERVAL / EVENT_SWEEP_GRACE: how often the worker's sweep runs and how old a
   recorded-but-not-running event must be before the sweep (re)queues it.
 - WEBHOOK_CACHE_SECONDS: how long intake reuses a resource's decrypted signing secrets.
@@ -16,6 +20,8 @@ from flask import current_app
 DEFAULTS = {
     "EVENT_RETRY_INTERVALS": [10, 60, 300, 1800, 7200],
     "EVENT_JOB_TIMEOUT": 120,
+    "EVENT_BATCH_SIZE": 50,
+    "EVENT_DRAIN_SECONDS": 10,
     "EVENT_RESULT_TTL": 0,  # outcomes live in the database; RQ keeps no result
     "EVENT_SWEEP_INTERVAL": 30,
     "EVENT_SWEEP_GRACE": 30,

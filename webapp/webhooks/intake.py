@@ -1,6 +1,7 @@
 """Stripe webhook intake: verify, record, enqueue. Nothing else.
 
-The hot path is one SELECT (skipped while the resource is cached), one INSERT and one enqueue, so
+The hot path is one SELECT (skipped while the resource is cached), one INSERT and one Redis round
+trip (the row id joins the pending set a drain job works through, dispatch.queue_events), so
 Stripe gets its 2xx in milliseconds and every slow or fallible step happens in the worker.
 
 Decisions:
@@ -25,7 +26,7 @@ from sqlalchemy.orm import joinedload
 
 from webapp.crypto import SecretUnreadable, decrypt
 from webapp.extensions import db
-from webapp.stripe_sync.dispatch import REDIS_DOWN, enqueue_event
+from webapp.stripe_sync.dispatch import REDIS_DOWN, queue_events
 from webapp.stripe_sync.events import events_for_resource, resource
 from webapp.stripe_sync.models import (
     ACCOUNT_DISCONNECTED, EVENT_IGNORED, EVENT_QUEUED, EVENT_RECEIVED, OUTCOME_IGNORED,
@@ -265,7 +266,7 @@ def _record(info: ResourceInfo, event: dict, text: str) -> Reply:
                  event["id"], event["type"], info.id)
         return Reply(200, {"received": True, "ignored": True})
     try:
-        enqueue_event(row_id)
+        queue_events([row_id])
     except REDIS_DOWN as exc:
         log.warning("Redis unavailable (%s); Stripe event %s stays recorded for the sweep",
                     type(exc).__name__, event["id"])
