@@ -38,3 +38,19 @@ def test_listeners_get_ids_after_commit_and_nothing_after_rollback(db, monkeypat
     db.session.commit()
     assert heard == [[fired.id]]
     assert triggers.fire_trigger(triggers.STRIPE_EVENT_RECEIVED, contact, row) is None  # once per event
+
+
+def test_several_firings_in_one_transaction_are_announced_once_at_its_commit(db, monkeypatch):
+    heard = []
+    monkeypatch.setattr(triggers, "_listeners", [])
+    triggers.on_fired(heard.append)
+    ada = service.save_contact(None, {"email": "ada@example.com"})
+    grace = service.save_contact(None, {"email": "grace@example.com"})
+    row = _event(db)
+    first = triggers.fire_trigger(triggers.STRIPE_EVENT_RECEIVED, ada, row)
+    second = triggers.fire_trigger(triggers.STRIPE_EVENT_RECEIVED, grace, row)  # its SAVEPOINT is released
+    with db.session.begin_nested():
+        pass
+    assert heard == []  # nothing is committed yet, so no automation job may start
+    db.session.commit()
+    assert heard == [[first.id, second.id]]

@@ -72,6 +72,8 @@ def on_fired(listener: Callable[[list[int]], None]) -> None:
 @event.listens_for(Session, "after_commit")
 def _announce(session: Session) -> None:
     """Only committed firings are announced; a listener failing never undoes the commit."""
+    if session.in_nested_transaction():
+        return  # a SAVEPOINT released (SQLAlchemy calls this hook for those too): nothing is committed yet
     ids = session.info.pop(_PENDING, None)
     if not ids:
         return
