@@ -14,6 +14,7 @@ from redis import Redis
 from rq import Queue, SimpleWorker, Worker
 
 from webapp import create_app
+from webapp.gc_pauses import freeze_startup_objects
 from webapp.automations.sweep import start_periodic_sweep as start_automation_sweep
 from webapp.automations.sweep import sweep_automations
 from webapp.redis_queue import get_queue
@@ -36,6 +37,7 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = create_app()
+    freeze_startup_objects()
     stops = []
     with app.app_context():
         if not args.no_sweep:

@@ -157,6 +157,8 @@ def app(app_config, redis_server):
         from webapp.extensions import db
         db.session.remove()
         db.engine.dispose()
+        if "intake_engine" in application.extensions:
+            application.extensions["intake_engine"].dispose()
 
 
 @pytest.fixture

@@ -52,44 +52,16 @@ def process_event(event_row_id: int) -> str:
 
 
 def drain_events() -> str:
-    """Process pending webhook events in batches (stripe_sync/pending.py) until none are left or the
-    drain's time is up; a failing drain puts its batch back and re-raises, so RQ records it."""
+    """Process pending webhook events in batches until none are left or the drain's time is up; a
+    failing drain puts its batch back and re-raises, so RQ records it."""
     from rq import get_current_job
 
-    from webapp.metrics import EVENTS_PROCESSED, PROCESSING_SECONDS
     from webapp.redis_queue import get_queue
-    from webapp.stripe_sync import pending
-    from webapp.stripe_sync.batch import process_batch
-    from webapp.stripe_sync.sync_settings import setting
+    from webapp.stripe_sync.batch import drain
 
     with job_context():
-        queue = get_queue()
-        pending.started(queue)
         job = get_current_job()
-        worker = (job.worker_name if job is not None else None) or ""
-        size = max(1, int(setting("EVENT_BATCH_SIZE")))
-        hold = float(setting("EVENT_JOB_TIMEOUT"))
-        until = time.monotonic() + float(setting("EVENT_DRAIN_SECONDS"))
-        done = 0
-        while True:
-            ids = pending.take(queue, size, worker, hold)
-            if not ids:
-                return f"{done} events"
-            try:
-                result = process_batch(ids)
-            except BaseException:
-                pending.give_back(queue, ids)
-                raise
-            pending.finish(queue, ids)
-            done += len(ids)
-            for outcome, count in result.outcomes.items():
-                EVENTS_PROCESSED.labels(outcome=outcome.replace(" ", "_")).inc(count)
-            for _ in range(len(ids)):
-                PROCESSING_SECONDS.observe(result.seconds)
-            if time.monotonic() >= until:
-                if pending.has_pending(queue):
-                    pending.arm(queue)  # hand over to a fresh job, behind whatever else is queued
-                return f"{done} events (handed over)"
+        return drain(get_queue(), (job.worker_name if job is not None else None) or "")
 
 
 def run_backfill(backfill_id: int) -> str:

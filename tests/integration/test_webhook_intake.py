@@ -144,3 +144,26 @@ def test_event_the_resource_does_not_subscribe_to_is_recorded_as_ignored(connect
     assert "does not subscribe to charge.succeeded" in log.reason
     run_worker()
     assert db.session.scalar(select(func.count()).select_from(Contact)) == 0
+
+
+def test_delivery_waits_for_a_held_sqlite_write_lock_then_is_recorded(app, connect_resource, post_event, db):
+    """A worker's batch holds SQLite's one write lock; intake polls for it and records the event."""
+    import sqlite3
+    import threading
+
+    import pytest
+
+    if db.engine.dialect.name != "sqlite":
+        pytest.skip("SQLite's single write lock")
+    resource = connect_resource("customer")
+    holder = sqlite3.connect(db.engine.url.database)
+    holder.execute("BEGIN IMMEDIATE")
+    replies = []
+    thread = threading.Thread(target=lambda: replies.append(post_event(resource, "customer.created")))
+    thread.start()
+    time.sleep(0.3)
+    assert replies == [] and stored(db) == 0  # still waiting for the lock, not failed
+    holder.rollback()
+    holder.close()
+    thread.join(10)
+    assert replies[0].status_code == 200 and stored(db) == 1

@@ -27,6 +27,7 @@ from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from webapp.extensions import db
+from webapp.stripe_sync import pending
 from webapp.stripe_sync.backfill_batch import EventRef, _bump_counters
 from webapp.stripe_sync.backfill_cache import prefetch
 from webapp.stripe_sync.customer_fetch import customer_fetcher
@@ -38,10 +39,54 @@ from webapp.stripe_sync.models import (
 from webapp.stripe_sync.processing import (
     DONE_STATUSES, TRANSACTION_TRIES, Prepared, _record_failure, _transient, _write, apply_to_crm, prepare_object,
 )
-from webapp.stripe_sync.sync_settings import max_attempts, retry_intervals, setting
+from webapp.stripe_sync.sync_settings import batch_size, max_attempts, retry_intervals, setting
 from webapp.timeutil import utcnow
 
 log = logging.getLogger(__name__)
+
+
+def drain(queue, worker_name: str) -> str:
+    """The drain job's loop (pending.py): take a batch, process it, repeat until nothing is pending or
+    EVENT_DRAIN_SECONDS have passed, then hand over to a fresh job if anything is left.
+
+    On SQLite, which has one writer, drains run one at a time: a second one would only wait for
+    the lock, so the flag that says "a drain is coming" stays set until this one ends. Elsewhere
+    the flag is cleared at once, so the next delivery queues another drain for a free worker."""
+    from webapp.metrics import EVENTS_PROCESSED, PROCESSING_SECONDS
+
+    one_at_a_time = db.engine.dialect.name == "sqlite"
+    if not one_at_a_time:
+        pending.started(queue)
+    size = batch_size()
+    hold = float(setting("EVENT_JOB_TIMEOUT"))
+    until = time.monotonic() + float(setting("EVENT_DRAIN_SECONDS"))
+    done = 0
+    try:
+        while time.monotonic() < until or done == 0:
+            ids = pending.take(queue, size, worker_name, hold)
+            if not ids:
+                break
+            try:
+                result = process_batch(ids)
+            except BaseException:
+                pending.give_back(queue, ids)
+                raise
+            pending.finish(queue, ids)
+            done += len(ids)
+            for outcome, count in result.outcomes.items():
+                EVENTS_PROCESSED.labels(outcome=outcome.replace(" ", "_")).inc(count)
+            for _ in ids:
+                PROCESSING_SECONDS.observe(result.seconds)
+    except BaseException:
+        if one_at_a_time:
+            pending.started(queue)  # let the next delivery (or the sweep) queue a drain again
+        raise
+    if one_at_a_time:
+        pending.started(queue)
+    if pending.has_pending(queue):  # time is up, or a delivery came after our last look
+        pending.arm(queue)
+        return f"{done} events (handed over)"
+    return f"{done} events"
 
 
 @dataclass

@@ -18,7 +18,7 @@ from sqlalchemy import update
 from webapp.extensions import db
 from webapp.redis_queue import get_queue
 from webapp.stripe_sync.models import EVENT_FAILED, EVENT_QUEUED, StripeEvent
-from webapp.stripe_sync.sync_settings import retry_intervals, setting
+from webapp.stripe_sync.sync_settings import batch_size, retry_intervals, setting
 from webapp.timeutil import utcnow
 
 log = logging.getLogger(__name__)
@@ -47,7 +47,7 @@ def queue_events(row_ids: list[int], queue: Queue | None = None) -> None:
     from webapp.stripe_sync import pending
 
     queue = queue or get_queue()
-    if int(setting("EVENT_BATCH_SIZE")) > 1:
+    if batch_size() > 1:
         pending.add(queue, row_ids)
         return
     for row_id in row_ids:

@@ -4,10 +4,11 @@ RQ's own bookkeeping costs a few milliseconds per job, more than processing a ty
 intake does not enqueue a job per event. It adds the event's row id to a sorted set (`pending`)
 and, only when no drain job is waiting in the queue, enqueues one (`drain_events`). A drain job
 pops batches of ids and processes each batch in one transaction (batch.py). Decisions:
-- "A drain is waiting" is a flag set with SET NX by whoever enqueues a drain and cleared by the
+- "A drain is coming" is a flag set with SET NX by whoever enqueues a drain and cleared by the
   drain when it starts, so under load there is always one drain queued behind the running ones
-  and every free worker picks one up; idle, no job is queued at all. The flag expires, so a drain
-  job lost with its flag set (intake crashing between the two) blocks nothing for long.
+  and every free worker picks one up; idle, no job is queued at all. On SQLite (one writer) the
+  drain clears it when it ends instead, so drains run one at a time (batch.drain). The flag
+  expires, so a drain job lost with its flag set blocks nothing for long.
 - Popped ids move into an `inflight` hash (id → worker name and deadline) in the same Lua call,
   and leave it when their batch has committed. The sweep requeues, one job per event, what is
   pending with no drain to take it or inflight under a dead worker or past its deadline.
@@ -28,6 +29,14 @@ DRAIN_FUNC = "webapp.jobs.drain_events"
 DRAIN_JOB_PREFIX = "stripe-drain-"
 ARMED_SECONDS = 60
 
+# ZADD the ids (ARGV[2..] as score, member pairs), then SET the armed flag NX with ARGV[1] seconds
+# to live; returns 1 when this call armed it (so the caller enqueues a drain).
+_ADD = """
+redis.call('ZADD', KEYS[1], unpack(ARGV, 2))
+if redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[1]) then return 1 end
+return 0
+"""
+
 # ZPOPMIN up to ARGV[1] ids and mark each inflight with ARGV[2] (worker|deadline); returns the ids.
 _TAKE = """
 local popped = redis.call('ZPOPMIN', KEYS[1], ARGV[1])
@@ -47,12 +56,11 @@ def keys(queue: Queue) -> tuple[str, str, str]:
 
 
 def add(queue: Queue, row_ids: list[int]) -> bool:
-    """Record ids as pending and make sure a drain will run; one round trip unless a drain is enqueued."""
+    """Record ids as pending and make sure a drain will run; one command (a script, cheaper for the
+    client than a pipeline on intake's hot path) unless a drain has to be enqueued."""
     pending, armed, _inflight = keys(queue)
-    with queue.connection.pipeline(transaction=False) as pipe:
-        pipe.zadd(pending, {str(i): i for i in row_ids})
-        pipe.set(armed, "1", nx=True, ex=ARMED_SECONDS)
-        _added, newly_armed = pipe.execute()
+    scores = [str(n) for i in row_ids for n in (i, i)]
+    newly_armed = queue.connection.eval(_ADD, 2, pending, armed, ARMED_SECONDS, *scores)
     if newly_armed:
         _enqueue_drain(queue)
     return bool(newly_armed)
@@ -77,7 +85,7 @@ def _enqueue_drain(queue: Queue) -> None:
 
 
 def started(queue: Queue) -> None:
-    """A drain began: the next delivery may enqueue another one for a free worker."""
+    """A drain began (or, where drains run one at a time, ended): the next delivery may enqueue one."""
     queue.connection.delete(keys(queue)[1])
 
 

@@ -20,8 +20,9 @@ from dataclasses import dataclass, field
 
 import stripe
 from flask import current_app
-from sqlalchemy import insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import create_engine, insert, select, update
+from sqlalchemy import event as sa_event
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import joinedload
 
 from webapp.crypto import SecretUnreadable, decrypt
@@ -38,6 +39,7 @@ from webapp.timeutil import utcnow
 log = logging.getLogger(__name__)
 
 MAX_TOKEN_LENGTH = 64
+LOCK_WAIT_SECONDS = 10  # as long as the app's SQLite busy timeout
 LAST_EVENT_TOUCH_SECONDS = 5  # how stale resource.last_event_at may get, to spare a row lock per event
 # A resource being removed still takes events: its endpoint may still exist in Stripe until the
 # removal is confirmed, and nothing Stripe sends may be lost meanwhile.
@@ -248,14 +250,7 @@ def _record(info: ResourceInfo, event: dict, text: str) -> Reply:
     )
     touch = time.monotonic() - info.touched_at > LAST_EVENT_TOUCH_SECONDS
     try:
-        # Core statements on a pooled connection: the hot path of the product, so no ORM bookkeeping.
-        with db.engine.begin() as conn:
-            row_id = conn.execute(_INSERT_EVENT, values).scalar_one()
-            if not subscribed:
-                conn.execute(insert(SyncLog.__table__), _ignored_log(info, event, row_id, now))
-            if touch:
-                conn.execute(update(StripeResource.__table__).where(StripeResource.__table__.c.id == info.id)
-                             .values(last_event_at=now))
+        row_id = _write_with_lock_polling(lambda conn: _insert(conn, info, event, values, subscribed, touch, now))
     except IntegrityError:
         log.info("Duplicate Stripe event %s for resource %s acknowledged", event["id"], info.id)
         return Reply(200, {"received": True, "duplicate": True})
@@ -276,6 +271,58 @@ def _record(info: ResourceInfo, event: dict, text: str) -> Reply:
         return Reply(200, {"received": True, "queued": False})
     log.debug("Stripe event %s (%s) recorded as row %s and queued", event["id"], event["type"], row_id)
     return Reply(200, {"received": True})
+
+
+def _insert(conn, info: ResourceInfo, event: dict, values: dict, subscribed: bool, touch: bool, now) -> int:
+    """The event row (and the ignored log row, and the resource's last-event time), as Core statements
+    on a pooled connection: the hot path of the product, so no ORM bookkeeping."""
+    row_id = conn.execute(_INSERT_EVENT, values).scalar_one()
+    if not subscribed:
+        conn.execute(insert(SyncLog.__table__), _ignored_log(info, event, row_id, now))
+    if touch:
+        conn.execute(update(StripeResource.__table__).where(StripeResource.__table__.c.id == info.id)
+                     .values(last_event_at=now))
+    return row_id
+
+
+def _write_with_lock_polling(write):
+    """Run `write(conn)` in a transaction; on SQLite, wait for the write lock by polling every
+    fraction of a millisecond instead of in SQLite's busy handler, which sleeps up to 100 ms at a
+    time and so misses the short gaps between a worker's batches (intake then starves)."""
+    engine = _intake_engine()
+    if engine is db.engine:
+        with engine.begin() as conn:
+            return write(conn)
+    deadline = time.monotonic() + LOCK_WAIT_SECONDS
+    pause = 0.0002
+    while True:
+        try:
+            with engine.begin() as conn:
+                return write(conn)
+        except OperationalError as exc:
+            if "locked" not in str(exc.orig) or time.monotonic() > deadline:
+                raise
+            time.sleep(pause)
+            pause = min(pause * 1.5, 0.002)
+
+
+def _intake_engine():
+    """SQLite: a pool of its own whose connections never wait in SQLite (busy_timeout 0), so the
+    loop above does the waiting; every other database: the app's engine."""
+    if db.engine.dialect.name != "sqlite":
+        return db.engine
+    engine = current_app.extensions.get("intake_engine")
+    if engine is None:
+        engine = create_engine(db.engine.url, pool_size=2, max_overflow=8)
+
+        @sa_event.listens_for(engine, "connect")
+        def _no_busy_wait(dbapi_conn, _record):
+            """Runs after the app-wide pragmas (class-level listeners come first), overriding their timeout."""
+            dbapi_conn.execute("PRAGMA busy_timeout=0")
+            dbapi_conn.execute("PRAGMA wal_autocheckpoint=0")
+
+        current_app.extensions["intake_engine"] = engine
+    return engine
 
 
 def _ignored_log(info: ResourceInfo, event: dict, row_id: int, now) -> dict:
