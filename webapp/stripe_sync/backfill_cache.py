@@ -41,6 +41,7 @@ class PageCache:
         self.new_stamps: dict[tuple[int, str], Stamp] = {}
         self.links: dict[int, set[int]] = {}  # contact id → tag ids it carries
         self.new_links: list[dict] = []
+        self.new_firings: list[dict] = []  # staged by triggers.fire_trigger, inserted at the flush
         self.tag_ids: dict[str, int] = {}
         self.fields: dict[str, ContactField] = {}
 
@@ -87,7 +88,7 @@ class PageCache:
                 self.new_links.append({"contact_id": contact.id, "tag_id": tag_id, "created_at": utcnow()})
 
     def flush(self) -> None:
-        """Insert the page's contacts, then its new stamps and tag links (which point at them)."""
+        """Insert the page's contacts, then what points at them: new stamps, tag links and firings."""
         db.session.flush()
         if self.new_stamps:
             db.session.execute(insert(ContactFieldStamp.__table__), [
@@ -97,6 +98,11 @@ class PageCache:
         if self.new_links:
             db.session.execute(insert(ContactTag.__table__), self.new_links)
             self.new_links = []
+        if self.new_firings:
+            from webapp.stripe_sync.triggers import insert_firings
+
+            insert_firings(self.new_firings)
+            self.new_firings = []
 
 
 def _reserve_contact_ids(n: int) -> list[int]:

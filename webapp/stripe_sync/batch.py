@@ -23,7 +23,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, insert, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from webapp.extensions import db
@@ -133,17 +133,16 @@ def process_batch(row_ids: list[int]) -> BatchResult:
 
 
 def _load(row_ids: list[int]) -> list[Item]:
-    """Count the attempt, then read what preparing needs; events already done are left out."""
+    """Count the attempt and read what preparing needs, in one statement; events already done are left out."""
     table = StripeEvent.__table__
-    db.session.execute(update(table).where(table.c.id.in_(row_ids), table.c.status.not_in(DONE_STATUSES))
-                       .values(attempts=table.c.attempts + 1))
-    db.session.commit()
     rows = db.session.execute(
-        select(table.c.id, table.c.account_id, table.c.resource_id, table.c.stripe_event_id, table.c.type,
-               table.c.created, table.c.historical, table.c.attempts, table.c.payload)
-        .where(table.c.id.in_(row_ids), table.c.status.not_in(DONE_STATUSES)).order_by(table.c.id)).all()
+        update(table).where(table.c.id.in_(row_ids), table.c.status.not_in(DONE_STATUSES))
+        .values(attempts=table.c.attempts + 1)
+        .returning(table.c.id, table.c.account_id, table.c.resource_id, table.c.stripe_event_id, table.c.type,
+                   table.c.created, table.c.historical, table.c.attempts, table.c.payload)).all()
+    db.session.commit()
     items = []
-    for row in rows:
+    for row in sorted(rows, key=lambda r: r.id):
         items.append(Item(ref=EventRef(id=row.id, account_id=row.account_id, resource_id=row.resource_id,
                                        stripe_event_id=row.stripe_event_id, type=row.type, created=row.created,
                                        historical=row.historical), attempt=row.attempts, payload=row.payload))

@@ -217,7 +217,7 @@ def apply_to_crm(event, resource: StripeResource | None, prepared: Prepared,
                                stripe_customer_id=prepared.customer.id)
         notes.append(handler(ctx))
     fire_trigger(STRIPE_EVENT_RECEIVED, contact, event,
-                 {"stripe_event_id": event.stripe_event_id, "type": event.type})
+                 {"stripe_event_id": event.stripe_event_id, "type": event.type}, cache)
     reason = "; ".join(notes)
     return (OUTCOME_CREATED if created else OUTCOME_UPDATED), contact, reason[:1].upper() + reason[1:]
 

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from webapp.crm.models import Contact, TriggerFired
 from webapp.extensions import db
 from webapp.stripe_sync.models import StripeEvent, StripeResource
+from webapp.timeutil import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -31,15 +32,23 @@ TRIGGERS = {
 }
 
 
-def fire_trigger(trigger: str, contact: Contact, event_row: StripeEvent, details: dict | None = None
-                 ) -> TriggerFired | None:
-    """Record one firing inside the caller's transaction; None when it already fired or must not."""
+def fire_trigger(trigger: str, contact: Contact, event_row: StripeEvent, details: dict | None = None,
+                 cache=None) -> TriggerFired | None:
+    """Record one firing inside the caller's transaction; None when it already fired or must not.
+
+    With a page cache (batches and imports), the firing is only staged: `cache.flush()` inserts the
+    page's firings in one statement that skips those already recorded (`fired_rows`)."""
     if trigger not in TRIGGERS:
         raise ValueError(f"Unknown automation trigger {trigger!r}")
     if event_row.historical:
         resource = db.session.get(StripeResource, event_row.resource_id) if event_row.resource_id else None
         if resource is None or not resource.trigger_historical:
             return None
+    if cache is not None:
+        cache.new_firings.append(dict(trigger=trigger, contact_id=contact.id, event_row_id=event_row.id,
+                                      event_type=event_row.type, details=details or None,
+                                      historical=event_row.historical, created_at=utcnow()))
+        return None
     existing = db.session.scalar(select(TriggerFired.id).where(
         TriggerFired.trigger == trigger, TriggerFired.event_row_id == event_row.id,
         TriggerFired.contact_id == contact.id))
@@ -55,6 +64,23 @@ def fire_trigger(trigger: str, contact: Contact, event_row: StripeEvent, details
     db.session.info.setdefault(_PENDING, []).append(fired.id)
     log.debug("Trigger %s fired for contact %s by event row %s", trigger, contact.id, event_row.id)
     return fired
+
+
+def insert_firings(rows: list[dict]) -> None:
+    """Insert staged firings, skipping any already recorded (a replayed event), and queue the new
+    ids for the listeners, as `fire_trigger` does one at a time."""
+    if not rows:
+        return
+    if db.session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    table = TriggerFired.__table__
+    stmt = (insert(table).on_conflict_do_nothing(index_elements=["trigger", "event_row_id", "contact_id"])
+            .returning(table.c.id))
+    ids = list(db.session.scalars(stmt, rows))
+    if ids:
+        db.session.info.setdefault(_PENDING, []).extend(ids)
 
 
 # --- after commit: tell the listeners -------------------------------------------------------------
