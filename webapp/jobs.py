@@ -51,7 +51,7 @@ def process_event(event_row_id: int) -> str:
             PROCESSING_SECONDS.observe(time.perf_counter() - started)
 
 
-def drain_events() -> str:
+def drain_events(shard: int = 0) -> str:
     """Process pending webhook events in batches until none are left or the drain's time is up; a
     failing drain puts its batch back and re-raises, so RQ records it."""
     from rq import get_current_job
@@ -61,7 +61,7 @@ def drain_events() -> str:
 
     with job_context():
         job = get_current_job()
-        return drain(get_queue(), (job.worker_name if job is not None else None) or "")
+        return drain(get_queue(), (job.worker_name if job is not None else None) or "", shard)
 
 
 def run_backfill(backfill_id: int) -> str:

@@ -1,4 +1,6 @@
 """Drain jobs: webhook events processed in batches, with every failure still isolated to its event."""
+import json
+
 from rq import get_current_job
 from rq.registry import FailedJobRegistry
 from sqlalchemy import func, select
@@ -20,9 +22,11 @@ def statuses(db) -> dict[str, tuple[str, int]]:
 def test_one_bad_event_does_not_hold_back_its_batch(app, db, connect_resource, post_event, run_worker, monkeypatch):
     app.config["EVENT_RETRY_INTERVALS"] = [0]  # one retry, at once
     res = connect_resource("customer")
-    for body in customer_events(6):  # p0, p1, p2: two events each
+    bodies = customer_events(6)  # p0, p1, p2: two events each
+    for body in bodies:
         assert post_event(res, body).status_code == 200
-    assert get_queue().count == 1  # one drain job for the burst, not one job per event
+    shards = {pending.shard_for(json.loads(b), pending.shard_count()) for b in bodies}
+    assert get_queue().count == len(shards)  # one drain per shard the burst touched, not a job per event
     real = contact_sync.add_tags
 
     def refuse_p1(contact, names, cache=None):
@@ -68,10 +72,11 @@ def test_drain_hands_over_when_its_time_is_up(app, db, connect_resource, post_ev
     assert all(status == ("processed", 1) for status in statuses(db).values()) and len(statuses(db)) == 5
     # Two at a time, and each batch in a fresh job: the drain handed over after each.
     assert [size for size, _job in seen] == [2, 2, 1] and len({job for _size, job in seen}) == 3
-    assert not pending.has_pending(get_queue())
+    assert not pending.has_pending(get_queue(), 0)
 
 
 def test_failed_drain_puts_its_batch_back(app, db, connect_resource, post_event, run_worker, monkeypatch):
+    app.config["EVENT_DRAIN_SHARDS"] = 1
     res = connect_resource("customer")
     for body in customer_events(3):
         post_event(res, body)
@@ -85,7 +90,7 @@ def test_failed_drain_puts_its_batch_back(app, db, connect_resource, post_event,
     failed = FailedJobRegistry(queue=queue).get_job_ids()
     assert len(failed) == 1 and failed[0].startswith(pending.DRAIN_JOB_PREFIX)  # RQ records the drain's failure
     ids = db.session.scalars(select(StripeEvent.id)).all()
-    assert set(pending.where(queue, ids).values()) == {("pending", "", 0.0)}  # nothing left stranded inflight
+    assert set(pending.where(queue, ids).values()) == {("pending", 0, 0.0)}  # nothing left stranded inflight
 
     monkeypatch.undo()
     sweep_unqueued(0)  # pending past the grace period: the sweep queues a drain for them

@@ -12,6 +12,8 @@ from sqlalchemy import delete, func, select
 from tests.conftest import EVENTS_DIR, PG_URL
 from tests.integration.conftest import sign
 from webapp.config import ROOT
+from webapp.redis_queue import get_queue
+from webapp.stripe_sync import pending
 from webapp.crm.models import (
     Contact, ContactFieldStamp, ContactTag, EcommerceCustomer, Order, RecurringPayment, RecurringPaymentStatus,
     Tag, TriggerFired,
@@ -101,11 +103,14 @@ def test_burst_with_three_workers_matches_sequential_replay(app, db, connect_res
     assert db.session.scalar(select(func.count()).select_from(SyncLog).where(SyncLog.outcome == "failed")) == 0
     wipe(db)
 
-    # The burst: shuffled, 10% delivered twice, three worker processes at once.
+    # The burst: shuffled, 10% delivered twice, three worker processes at once, each draining its own
+    # customers' shard in parallel (PostgreSQL; SQLite has one writer, so one shard).
+    app.config["EVENT_DRAIN_SHARDS"] = 4
     rng = random.Random(1815)
     burst = events + rng.sample(events, len(events) // 10)
     rng.shuffle(burst)
     post_all(burst)
+    assert get_queue().count == pending.shard_count()  # a drain job per shard, not one per event
     env = {**os.environ, "DATABASE_URL": app.config["DATABASE_URL"], "REDIS_URL": redis_server.url,
            "STRIPE_API_BASE": stripe_double.url, "ENCRYPTION_KEY": app.config["ENCRYPTION_KEY"],
            "SECRET_KEY": "test"}

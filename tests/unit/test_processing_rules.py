@@ -146,3 +146,18 @@ class TestParseEvent:
     def test_rejects_non_objects(self, text):
         with pytest.raises(NotAnEvent):
             parse_event(text)
+
+
+def test_a_customers_events_share_a_drain_shard():
+    from webapp.stripe_sync.pending import shard_for
+
+    customer = {"id": "evt_1", "data": {"object": {"object": "customer", "id": "cus_A"}}}
+    charge = {"id": "evt_2", "data": {"object": {"object": "charge", "id": "ch_1", "customer": "cus_A"}}}
+    expanded = {"id": "evt_3", "data": {"object": {"object": "invoice", "customer": {"id": "cus_A"}}}}
+    shards = {shard_for(e, 8) for e in (customer, charge, expanded)}
+    assert len(shards) == 1 and 0 <= shards.pop() < 8
+    spread = {shard_for({"id": "e", "data": {"object": {"object": "customer", "id": f"cus_{i}"}}}, 4)
+              for i in range(40)}
+    assert spread == {0, 1, 2, 3}  # customers are spread over every shard
+    guest = {"id": "evt_9", "data": {"object": {"object": "checkout.session", "customer": None}}}
+    assert shard_for(guest, 4) == shard_for(guest, 4) and shard_for(guest, 1) == 0

@@ -45,31 +45,25 @@ from webapp.timeutil import utcnow
 log = logging.getLogger(__name__)
 
 
-def drain(queue, worker_name: str) -> str:
-    """The drain job's loop (pending.py): take a batch, process it, repeat until nothing is pending or
-    EVENT_DRAIN_SECONDS have passed, then hand over to a fresh job if anything is left.
-
-    On SQLite, which has one writer, drains run one at a time: a second one would only wait for
-    the lock, so the flag that says "a drain is coming" stays set until this one ends. Elsewhere
-    the flag is cleared at once, so the next delivery queues another drain for a free worker."""
+def drain(queue, worker_name: str, shard: int = 0) -> str:
+    """The drain job's loop (pending.py): take a batch of the shard, process it, repeat until nothing
+    is pending or EVENT_DRAIN_SECONDS have passed; then release the shard and, if anything is left
+    (or came after the last look), queue the next drain for it."""
     from webapp.metrics import EVENTS_PROCESSED, PROCESSING_SECONDS
 
-    one_at_a_time = db.engine.dialect.name == "sqlite"
-    if not one_at_a_time:
-        pending.started(queue)
     size = batch_size()
     hold = float(setting("EVENT_JOB_TIMEOUT"))
     until = time.monotonic() + float(setting("EVENT_DRAIN_SECONDS"))
     done = 0
     try:
         while time.monotonic() < until or done == 0:
-            ids = pending.take(queue, size, worker_name, hold)
+            ids = pending.take(queue, shard, size, worker_name, hold)
             if not ids:
                 break
             try:
                 result = process_batch(ids)
             except BaseException:
-                pending.give_back(queue, ids)
+                pending.give_back(queue, shard, ids)
                 raise
             pending.finish(queue, ids)
             done += len(ids)
@@ -77,14 +71,10 @@ def drain(queue, worker_name: str) -> str:
                 EVENTS_PROCESSED.labels(outcome=outcome.replace(" ", "_")).inc(count)
             for _ in ids:
                 PROCESSING_SECONDS.observe(result.seconds)
-    except BaseException:
-        if one_at_a_time:
-            pending.started(queue)  # let the next delivery (or the sweep) queue a drain again
-        raise
-    if one_at_a_time:
-        pending.started(queue)
-    if pending.has_pending(queue):  # time is up, or a delivery came after our last look
-        pending.arm(queue)
+    finally:
+        pending.release(queue, shard)  # after a failure too: the next delivery (or the sweep) re-arms
+    if pending.has_pending(queue, shard):  # time is up, or a delivery came after our last look
+        pending.arm(queue, shard)
         return f"{done} events (handed over)"
     return f"{done} events"
 

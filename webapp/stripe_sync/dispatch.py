@@ -41,14 +41,23 @@ def retry_policy(retries: int | None = None) -> Retry | None:
     return Retry(max=count, interval=intervals[len(intervals) - count:])
 
 
-def queue_events(row_ids: list[int], queue: Queue | None = None) -> None:
+def queue_events(row_ids: list[int], queue: Queue | None = None, event: dict | None = None) -> None:
     """Hand events to a drain job, or to a job each when batching is off (EVENT_BATCH_SIZE 1); Redis
-    errors propagate so the caller decides what "down" means."""
+    errors propagate so the caller decides what "down" means. With the parsed `event` (intake), its
+    customer picks the drain shard; without (the sweep), the row id does."""
     from webapp.stripe_sync import pending
 
     queue = queue or get_queue()
     if batch_size() > 1:
-        pending.add(queue, row_ids)
+        shards = pending.shard_count()
+        if event is not None:
+            pending.add(queue, row_ids, pending.shard_for(event, shards))
+            return
+        by_shard: dict[int, list[int]] = {}
+        for row_id in row_ids:
+            by_shard.setdefault(row_id % shards, []).append(row_id)
+        for shard, ids in by_shard.items():
+            pending.add(queue, ids, shard)
         return
     for row_id in row_ids:
         enqueue_event(row_id, queue)

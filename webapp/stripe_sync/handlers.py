@@ -55,6 +55,7 @@ class Context:
     obj: dict
     contact: Contact
     stripe_customer_id: str | None
+    cache: object = None  # a batch's PageCache: firings are staged there, in event order
 
     @property
     def stamp(self) -> tuple[int, int]:
@@ -159,9 +160,9 @@ def apply_subscription(ctx: Context) -> str:
     details = {"recurring_payment_id": payment.id, "subscription": external_id, "status": payment.status,
                "stripe_status": payment.stripe_status}
     if created:
-        fire_trigger(RECURRING_PAYMENT_CREATED, ctx.contact, event, details)
+        fire_trigger(RECURRING_PAYMENT_CREATED, ctx.contact, event, details, ctx.cache)
     elif applied:
-        fire_trigger(RECURRING_PAYMENT_UPDATED, ctx.contact, event, details)
+        fire_trigger(RECURRING_PAYMENT_UPDATED, ctx.contact, event, details, ctx.cache)
     label = payment.name or external_id
     if applied:
         return f"recurring payment {label}: {payment.status}"
@@ -216,7 +217,7 @@ def apply_checkout_session(ctx: Context) -> str:
     if created:
         fire_trigger(MAKES_PURCHASE, ctx.contact, ctx.event,
                      {"order_id": order.id, "checkout_session": external_id, "amount": order.amount_total,
-                      "currency": order.currency})
+                      "currency": order.currency}, ctx.cache)
         return f"order {amount} created"
     return f"order {amount} already recorded"
 

@@ -2,16 +2,20 @@
 
 RQ's own bookkeeping costs a few milliseconds per job, more than processing a typical event, so
 intake does not enqueue a job per event. It adds the event's row id to a sorted set (`pending`)
-and, only when no drain job is waiting in the queue, enqueues one (`drain_events`). A drain job
-pops batches of ids and processes each batch in one transaction (batch.py). Decisions:
-- "A drain is coming" is a flag set with SET NX by whoever enqueues a drain and cleared by the
-  drain when it starts, so under load there is always one drain queued behind the running ones
-  and every free worker picks one up; idle, no job is queued at all. On SQLite (one writer) the
-  drain clears it when it ends instead, so drains run one at a time (batch.drain). The flag
-  expires, so a drain job lost with its flag set blocks nothing for long.
+of one of a few shards and, only when no drain job owns that shard, enqueues one
+(`drain_events(shard)`). A drain pops batches of ids and processes each batch in one transaction
+(batch.py). Decisions:
+- A shard is chosen by the event's Stripe customer, so one customer's events meet in one drain:
+  two drains never queue on the same contact's row lock, and each shard keeps its own order.
+- One drain per shard at a time: a flag set with SET NX by whoever enqueues the drain and cleared
+  by the drain when it ends, after which it looks again and re-arms if anything came meanwhile.
+  So busy shards always have a drain, idle ones none, and parallel workers take different
+  shards. EVENT_DRAIN_SHARDS sets how many (SQLite, with one writer, always uses one). The flag
+  expires, so a drain job lost with its flag set blocks its shard only for ARMED_SECONDS.
 - Popped ids move into an `inflight` hash (id → worker name and deadline) in the same Lua call,
   and leave it when their batch has committed. The sweep requeues, one job per event, what is
-  pending with no drain to take it or inflight under a dead worker or past its deadline.
+  inflight under a dead worker or past its deadline, and queues a drain for a shard whose events
+  have waited past the grace period.
 - A drain that fails puts its ids back before re-raising, so nothing waits for the sweep then.
 """
 from __future__ import annotations
@@ -19,6 +23,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+import zlib
 
 from rq import Queue
 from rq.job import Job
@@ -49,49 +54,77 @@ return ids
 """
 
 
-def keys(queue: Queue) -> tuple[str, str, str]:
+def shard_count() -> int:
+    """EVENT_DRAIN_SHARDS, or 1 on SQLite, where a second drain would only wait for the write lock."""
+    from webapp.extensions import db
+    from webapp.stripe_sync.sync_settings import setting
+
+    if db.engine.dialect.name == "sqlite":
+        return 1
+    return max(1, int(setting("EVENT_DRAIN_SHARDS")))
+
+
+def shard_for(event: dict, shards: int) -> int:
+    """The event's customer decides (its id, or the id of the customer object itself)."""
+    if shards <= 1:
+        return 0
+    obj = event.get("data", {}).get("object", {})
+    ref = obj.get("id") if obj.get("object") == "customer" else obj.get("customer")
+    if isinstance(ref, dict):
+        ref = ref.get("id")
+    if not isinstance(ref, str) or not ref:
+        ref = str(event.get("id", ""))
+    return zlib.crc32(ref.encode()) % shards
+
+
+def _base(queue: Queue) -> str:
     """Per queue, so two apps (or test runs) sharing a Redis never drain each other's events."""
-    base = f"stripe-sync:{queue.name}"
-    return f"{base}:pending", f"{base}:drain-armed", f"{base}:inflight"
+    return f"stripe-sync:{queue.name}"
 
 
-def add(queue: Queue, row_ids: list[int]) -> bool:
+def keys(queue: Queue, shard: int = 0) -> tuple[str, str, str]:
+    """The shard's pending set and armed flag, and the inflight hash all shards share."""
+    base = _base(queue)
+    return f"{base}:pending:{shard}", f"{base}:drain-armed:{shard}", f"{base}:inflight"
+
+
+def add(queue: Queue, row_ids: list[int], shard: int = 0) -> bool:
     """Record ids as pending and make sure a drain will run; one command (a script, cheaper for the
     client than a pipeline on intake's hot path) unless a drain has to be enqueued."""
-    pending, armed, _inflight = keys(queue)
+    pending, armed, _inflight = keys(queue, shard)
     scores = [str(n) for i in row_ids for n in (i, i)]
     newly_armed = queue.connection.eval(_ADD, 2, pending, armed, ARMED_SECONDS, *scores)
     if newly_armed:
-        _enqueue_drain(queue)
+        _enqueue_drain(queue, shard)
     return bool(newly_armed)
 
 
-def arm(queue: Queue, force: bool = False) -> bool:
-    """Enqueue a drain unless one is already waiting (or regardless, when forced by the sweep)."""
-    pending, armed, _inflight = keys(queue)
+def arm(queue: Queue, shard: int = 0, force: bool = False) -> bool:
+    """Enqueue a drain unless one owns the shard already (or regardless, when forced by the sweep)."""
+    _pending, armed, _inflight = keys(queue, shard)
     if not queue.connection.set(armed, "1", nx=True, ex=ARMED_SECONDS) and not force:
         return False
-    _enqueue_drain(queue)
+    _enqueue_drain(queue, shard)
     return True
 
 
-def _enqueue_drain(queue: Queue) -> None:
+def _enqueue_drain(queue: Queue, shard: int) -> None:
     """A drain job; if Redis fails here the flag expires and the sweep enqueues one instead."""
     from webapp.stripe_sync.sync_settings import setting
 
-    queue.enqueue_call(DRAIN_FUNC, job_id=f"{DRAIN_JOB_PREFIX}{uuid.uuid4().hex}", timeout=int(setting("EVENT_JOB_TIMEOUT")) + int(setting("EVENT_DRAIN_SECONDS")),
-                       result_ttl=0,
-                       description="process pending Stripe events")
+    queue.enqueue_call(DRAIN_FUNC, args=(shard,), job_id=f"{DRAIN_JOB_PREFIX}{uuid.uuid4().hex}",
+                       timeout=int(setting("EVENT_JOB_TIMEOUT")) + int(setting("EVENT_DRAIN_SECONDS")),
+                       result_ttl=0, description=f"process pending Stripe events (shard {shard})")
 
 
-def started(queue: Queue) -> None:
-    """A drain began (or, where drains run one at a time, ended): the next delivery may enqueue one."""
-    queue.connection.delete(keys(queue)[1])
+def release(queue: Queue, shard: int) -> None:
+    """The shard's drain ended: the next delivery (or `arm`) may enqueue another."""
+    queue.connection.delete(keys(queue, shard)[1])
 
 
-def take(queue: Queue, count: int, worker_name: str, hold_seconds: float) -> list[int]:
+def take(queue: Queue, shard: int, count: int, worker_name: str, hold_seconds: float) -> list[int]:
     """Pop up to count ids, oldest first, marking them inflight for this worker until a deadline."""
-    pending, _armed, inflight = keys(queue)
+    pending, _armed, inflight = keys(queue, shard)
     owner = f"{worker_name}|{time.time() + hold_seconds:.0f}"
     raw = queue.connection.eval(_TAKE, 2, pending, inflight, count, owner)
     return [int(i) for i in raw]
@@ -103,39 +136,50 @@ def finish(queue: Queue, row_ids: list[int]) -> None:
         queue.connection.hdel(keys(queue)[2], *[str(i) for i in row_ids])
 
 
-def give_back(queue: Queue, row_ids: list[int]) -> None:
-    """A drain failed before finishing these: pending again, for the next drain."""
+def give_back(queue: Queue, shard: int, row_ids: list[int]) -> None:
+    """A drain failed before finishing these: pending again, for the shard's next drain."""
     if not row_ids:
         return
-    pending, _armed, inflight = keys(queue)
+    pending, _armed, inflight = keys(queue, shard)
     with queue.connection.pipeline() as pipe:
         pipe.zadd(pending, {str(i): i for i in row_ids})
         pipe.hdel(inflight, *[str(i) for i in row_ids])
         pipe.execute()
 
 
-def has_pending(queue: Queue) -> bool:
-    """Whether any id waits for a drain."""
-    return bool(queue.connection.zcard(keys(queue)[0]))
+def has_pending(queue: Queue, shard: int) -> bool:
+    """Whether any id of the shard waits for a drain."""
+    return bool(queue.connection.zcard(keys(queue, shard)[0]))
 
 
-def where(queue: Queue, row_ids: list[int]) -> dict[int, tuple[str, str, float]]:
-    """For each id that is pending or inflight: ("pending", "", 0) or ("inflight", worker, deadline)."""
+def _shard_keys(queue: Queue) -> list[tuple[int, str]]:
+    """Every shard's pending set, including shards of a larger EVENT_DRAIN_SHARDS set earlier."""
+    prefix = f"{_base(queue)}:pending:"
+    found = {int(k.decode()[len(prefix):]) for k in queue.connection.scan_iter(match=prefix + "*", count=100)}
+    return [(shard, f"{prefix}{shard}") for shard in sorted(found | set(range(shard_count())))]
+
+
+def where(queue: Queue, row_ids: list[int]) -> dict[int, tuple[str, object, float]]:
+    """For each id that is pending or inflight: ("pending", shard, 0) or ("inflight", worker, deadline)."""
     if not row_ids:
         return {}
-    pending, _armed, inflight = keys(queue)
     members = [str(i) for i in row_ids]
+    shards = _shard_keys(queue)
     with queue.connection.pipeline(transaction=False) as pipe:
-        pipe.zmscore(pending, members)
-        pipe.hmget(inflight, members)
-        scores, owners = pipe.execute()
-    found: dict[int, tuple[str, str, float]] = {}
-    for row_id, score, owner in zip(row_ids, scores, owners):
-        if owner is not None:
-            worker, _sep, deadline = owner.decode().rpartition("|")
+        pipe.hmget(keys(queue)[2], members)
+        for _shard, key in shards:
+            pipe.zmscore(key, members)
+        owners, *scores = pipe.execute()
+    found: dict[int, tuple[str, object, float]] = {}
+    for n, row_id in enumerate(row_ids):
+        if owners[n] is not None:
+            worker, _sep, deadline = owners[n].decode().rpartition("|")
             found[row_id] = ("inflight", worker, float(deadline or 0))
-        elif score is not None:
-            found[row_id] = ("pending", "", 0.0)
+            continue
+        for (shard, _key), shard_scores in zip(shards, scores):
+            if shard_scores[n] is not None:
+                found[row_id] = ("pending", shard, 0.0)
+                break
     return found
 
 
@@ -154,9 +198,9 @@ def forget(queue: Queue, row_ids: list[int]) -> None:
     """The sweep gave these their own jobs: no drain should take them as well."""
     if not row_ids:
         return
-    pending, _armed, inflight = keys(queue)
     members = [str(i) for i in row_ids]
     with queue.connection.pipeline() as pipe:
-        pipe.zrem(pending, *members)
-        pipe.hdel(inflight, *members)
+        for _shard, key in _shard_keys(queue):
+            pipe.zrem(key, *members)
+        pipe.hdel(keys(queue)[2], *members)
         pipe.execute()

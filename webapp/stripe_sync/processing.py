@@ -214,7 +214,7 @@ def apply_to_crm(event, resource: StripeResource | None, prepared: Prepared,
     handler = EFFECT_HANDLERS.get(effect_for_event(event.type))
     if handler is not None:
         ctx = handlers.Context(event=event, account_id=event.account_id, obj=prepared.obj, contact=contact,
-                               stripe_customer_id=prepared.customer.id)
+                               stripe_customer_id=prepared.customer.id, cache=cache)
         notes.append(handler(ctx))
     fire_trigger(STRIPE_EVENT_RECEIVED, contact, event,
                  {"stripe_event_id": event.stripe_event_id, "type": event.type}, cache)

@@ -158,11 +158,12 @@ def _leave_to_drains(queue: Queue, rows: list) -> list:
     held = pending.where(queue, [row.id for row in rows])
     if not held:
         return rows
-    waiting = [row_id for row_id, (state, _w, _d) in held.items() if state == "pending"]
+    waiting = {shard for state, shard, _d in held.values() if state == "pending"}
     if waiting:
-        pending.arm(queue, force=True)  # pending past the grace period: its drain job may be lost
+        for shard in sorted(waiting):
+            pending.arm(queue, shard, force=True)  # pending past the grace period: its drain may be lost
         pending.drop_stuck_drains(queue)
-        log.info("Stripe event sweep: %s events still pending; a drain job was queued for them", len(waiting))
+        log.info("Stripe event sweep: events still pending in %s shard(s); drain jobs were queued", len(waiting))
     now = time.time()
     released = [row_id for row_id, (state, worker, deadline) in held.items()
                 if state == "inflight" and (deadline < now or not worker_alive(queue.connection, worker))]

@@ -7,6 +7,10 @@ Each can be overridden in the app config (tests shrink the waits):
 - EVENT_BATCH_SIZE: how many pending events a drain job processes per transaction (pending.py,
   batch.py); 1 gives every event its own RQ job instead. 0 (the default) picks 50, or 10 on
   SQLite, whose single write lock intake waits for while a batch is written (p99 at 200/s).
+- EVENT_DRAIN_SHARDS: how many drains may run at once, each for its own set of customers
+  (pending.py). 1 is fastest while web, workers and the database share a few cores (bench/README.md);
+  raise it to the number of worker cores when workers have machines of their own. SQLite always
+  uses one.
 - EVENT_DRAIN_SECONDS: how long one drain job keeps taking batches before it hands over to a
   fresh job, so other jobs get their turn and RQ's timeout stays meaningful.
 - EVENT_SWEEP_INTERVAL / EVENT_SWEEP_GRACE: how often the worker's sweep runs and how old a
@@ -23,6 +27,7 @@ DEFAULTS = {
     "EVENT_JOB_TIMEOUT": 120,
     "EVENT_BATCH_SIZE": 0,
     "EVENT_DRAIN_SECONDS": 10,
+    "EVENT_DRAIN_SHARDS": 1,
     "EVENT_RESULT_TTL": 0,  # outcomes live in the database; RQ keeps no result
     "EVENT_SWEEP_INTERVAL": 30,
     "EVENT_SWEEP_GRACE": 30,

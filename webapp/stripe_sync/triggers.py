@@ -78,7 +78,7 @@ def insert_firings(rows: list[dict]) -> None:
     table = TriggerFired.__table__
     stmt = (insert(table).on_conflict_do_nothing(index_elements=["trigger", "event_row_id", "contact_id"])
             .returning(table.c.id))
-    ids = list(db.session.scalars(stmt, rows))
+    ids = sorted(db.session.scalars(stmt, rows))  # staged in event order; RETURNING may reorder them
     if ids:
         db.session.info.setdefault(_PENDING, []).extend(ids)
 

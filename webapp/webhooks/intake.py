@@ -261,7 +261,7 @@ def _record(info: ResourceInfo, event: dict, text: str) -> Reply:
                  event["id"], event["type"], info.id)
         return Reply(200, {"received": True, "ignored": True})
     try:
-        queue_events([row_id])
+        queue_events([row_id], event=event)
     except REDIS_DOWN as exc:
         log.warning("Redis unavailable (%s); Stripe event %s stays recorded for the sweep",
                     type(exc).__name__, event["id"])
