@@ -6,6 +6,7 @@ from sqlalchemy import func, select, text
 
 from webapp.extensions import db
 from webapp.redis_queue import get_queue
+from webapp.stripe_sync import pending
 from webapp.stripe_sync.models import EVENT_QUEUED, EVENT_RECEIVED, StripeEvent
 from webapp.timeutil import utcnow
 
@@ -36,6 +37,7 @@ def healthz():
         queue = get_queue()
         queue.connection.ping()
         report["queue_depth"] = queue.count
+        report["events_waiting_for_a_drain"] = pending.waiting_count(queue)
     except Exception as exc:  # noqa: BLE001 - any Redis failure means unhealthy
         log.error("healthz: redis check failed: %s", type(exc).__name__)
         report["redis"], healthy = "unreachable", False

@@ -27,7 +27,8 @@ BACKFILL_RECORDS = Counter("crm_backfill_records_total", "Historical records imp
 
 
 class LiveGauges:
-    """Queue depth and backlog age, read at scrape time (cheap: one LLEN, one indexed MIN)."""
+    """Queue depth, events waiting for a drain and backlog age, read at scrape time (cheap: one LLEN,
+    a ZCARD per drain shard, one indexed MIN)."""
 
     def __init__(self, app):
         self.app = app
@@ -36,12 +37,17 @@ class LiveGauges:
         from webapp.health import backlog_age_seconds
         from webapp.redis_queue import get_queue
 
+        from webapp.stripe_sync.pending import waiting_count
+
         depth = GaugeMetricFamily("crm_queue_depth", "Jobs waiting in the RQ queue")
+        waiting = GaugeMetricFamily("crm_events_waiting", "Stripe events waiting for a drain job")
         age = GaugeMetricFamily("crm_oldest_unprocessed_event_age_seconds",
                                 "Age of the oldest recorded Stripe event not yet processed")
         with self.app.app_context():
             try:
-                depth.add_metric([], get_queue().count)
+                queue = get_queue()
+                depth.add_metric([], queue.count)
+                waiting.add_metric([], waiting_count(queue))
             except Exception:  # noqa: BLE001 - a scrape must not fail because Redis is down
                 log.warning("metrics: queue depth unavailable")
             try:
@@ -49,6 +55,7 @@ class LiveGauges:
             except Exception:  # noqa: BLE001
                 log.warning("metrics: backlog age unavailable")
         yield depth
+        yield waiting
         yield age
 
 

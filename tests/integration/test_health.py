@@ -7,6 +7,7 @@ def test_healthz_ok_without_login(client):
     body = resp.get_json()
     assert resp.status_code == 200
     assert body["database"] == "ok" and body["redis"] == "ok" and body["queue_depth"] == 0
+    assert body["events_waiting_for_a_drain"] == 0
     assert body["oldest_unprocessed_event_age_seconds"] is None
 
 

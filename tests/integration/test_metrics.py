@@ -33,10 +33,11 @@ def test_received_processed_and_queue_depth(connect_resource, post_event, run_wo
     assert mid[queued] - before.get(queued, 0) == 1
     assert mid['crm_stripe_events_received_total{result="duplicate"}'] - before.get(
         'crm_stripe_events_received_total{result="duplicate"}', 0) == 1
-    assert mid["crm_queue_depth"] == 1
+    assert mid["crm_queue_depth"] == 1 and mid["crm_events_waiting"] == 1  # one drain job, one event for it
     run_worker()
     after = parsed()
     created = 'crm_stripe_events_processed_total{outcome="created"}'
     assert after[created] - mid.get(created, 0) == 1
-    assert after["crm_queue_depth"] == 0 and after["crm_oldest_unprocessed_event_age_seconds"] == 0
+    assert after["crm_queue_depth"] == 0 and after["crm_events_waiting"] == 0
+    assert after["crm_oldest_unprocessed_event_age_seconds"] == 0
     assert after["crm_stripe_event_processing_seconds_count"] > mid.get("crm_stripe_event_processing_seconds_count", 0)

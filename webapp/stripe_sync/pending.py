@@ -152,6 +152,14 @@ def has_pending(queue: Queue, shard: int) -> bool:
     return bool(queue.connection.zcard(keys(queue, shard)[0]))
 
 
+def waiting_count(queue: Queue) -> int:
+    """Events waiting for a drain, over the configured shards (for /healthz and /metrics)."""
+    with queue.connection.pipeline(transaction=False) as pipe:
+        for shard in range(shard_count()):
+            pipe.zcard(keys(queue, shard)[0])
+        return sum(pipe.execute())
+
+
 def _shard_keys(queue: Queue) -> list[tuple[int, str]]:
     """Every shard's pending set, including shards of a larger EVENT_DRAIN_SHARDS set earlier."""
     prefix = f"{_base(queue)}:pending:"
