@@ -17,14 +17,12 @@ from __future__ import annotations
 
 import json
 import logging
-import random
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import timedelta
 
 from sqlalchemy import bindparam, insert, update
-from sqlalchemy.exc import IntegrityError, OperationalError
 
 from webapp.extensions import db
 from webapp.stripe_sync import pending
@@ -37,7 +35,7 @@ from webapp.stripe_sync.models import (
     EVENT_PROCESSED, EVENT_SKIPPED, OUTCOME_SKIPPED, StripeAccount, StripeEvent, StripeResource, SyncLog,
 )
 from webapp.stripe_sync.processing import (
-    DONE_STATUSES, TRANSACTION_TRIES, Prepared, _record_failure, _transient, _write, apply_to_crm, prepare_object,
+    DONE_STATUSES, Prepared, _record_failure, _write, apply_to_crm, commit_with_replays, prepare_object,
 )
 from webapp.stripe_sync.sync_settings import batch_size, max_attempts, retry_intervals, setting
 from webapp.timeutil import utcnow
@@ -157,20 +155,7 @@ def _prepare(items: list[Item]) -> None:
 
 def _write_with_replays(items: list[Item]) -> Counter:
     """The batch's transaction, replayed when a concurrent writer got in the way."""
-    for tries in range(1, TRANSACTION_TRIES + 1):
-        try:
-            outcomes = _write_batch(items)
-            db.session.commit()
-            return outcomes
-        except (IntegrityError, OperationalError) as exc:
-            db.session.rollback()
-            if tries == TRANSACTION_TRIES or (isinstance(exc, OperationalError) and not _transient(exc)):
-                raise
-            delay = random.uniform(0.01, 0.05) * tries
-            log.info("Batch of %s Stripe events: transaction conflict (%s); replaying in %.2f s", len(items),
-                     type(exc.orig).__name__ if exc.orig else type(exc).__name__, delay)
-            time.sleep(delay)
-    raise RuntimeError("unreachable")  # pragma: no cover
+    return commit_with_replays(lambda: _write_batch(items), f"Batch of {len(items)} Stripe events")
 
 
 def _write_batch(items: list[Item]) -> Counter:

@@ -139,18 +139,25 @@ def prepare_object(event_type: str, obj: dict, fetch) -> Prepared:
 
 def _write(event_row_id: int, attempt: int, prepared: Prepared, started: float) -> str:
     """Run the write transaction, replaying it when a concurrent writer got in the way."""
+    return commit_with_replays(lambda: _apply(event_row_id, attempt, prepared, started),
+                               f"Stripe event row {event_row_id}")
+
+
+def commit_with_replays(body, what: str):
+    """`body()` then commit; lock waits, deadlocks and unique-key races roll back and replay it a few
+    times (the replay sees what the other writer committed). Shared by single events and batches."""
     for tries in range(1, TRANSACTION_TRIES + 1):
         try:
-            outcome = _apply(event_row_id, attempt, prepared, started)
+            result = body()
             db.session.commit()
-            return outcome
+            return result
         except (IntegrityError, OperationalError) as exc:
             db.session.rollback()
             if tries == TRANSACTION_TRIES or (isinstance(exc, OperationalError) and not _transient(exc)):
                 raise
             delay = random.uniform(0.01, 0.05) * tries
-            log.info("Stripe event row %s: transaction conflict (%s); replaying in %.2f s",
-                     event_row_id, type(exc.orig).__name__ if exc.orig else type(exc).__name__, delay)
+            log.info("%s: transaction conflict (%s); replaying in %.2f s",
+                     what, type(exc.orig).__name__ if exc.orig else type(exc).__name__, delay)
             time.sleep(delay)
     raise RuntimeError("unreachable")  # pragma: no cover
 
