@@ -319,7 +319,6 @@ def _intake_engine():
         def _no_busy_wait(dbapi_conn, _record):
             """Runs after the app-wide pragmas (class-level listeners come first), overriding their timeout."""
             dbapi_conn.execute("PRAGMA busy_timeout=0")
-            dbapi_conn.execute("PRAGMA wal_autocheckpoint=0")
 
         current_app.extensions["intake_engine"] = engine
     return engine
