@@ -49,7 +49,6 @@ def end_to_end(args) -> list[dict]:
         with Stack(args.database_url) as stack:
             url = stack.start_web()
             stack.start_workers(workers)
-            time.sleep(1.5)  # let workers register
             payloads = event_payloads(args.n)
             result = closed_loop(url, f"/webhooks/stripe/{stack.token}", SECRET, payloads, 8)
             deadline = time.time() + 600

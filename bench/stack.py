@@ -144,11 +144,20 @@ class Stack:
         return url
 
     def start_workers(self, n: int, worker_class: str = "simple") -> None:
-        """n worker.py processes."""
+        """n worker.py processes, returning once all have registered with Redis (start-up, which
+        builds the app and runs the first sweeps, is CPU-heavy and not what the figures measure)."""
         for i in range(n):
             self.workers.append(subprocess.Popen(
                 [sys.executable, str(ROOT / "worker.py"), "--worker-class", worker_class, "--name", f"bench-{i}"],
                 cwd=ROOT, env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        from redis import Redis
+        from rq import Worker
+
+        conn = Redis.from_url(self.redis.url)
+        deadline = time.monotonic() + 60
+        while Worker.count(connection=conn) < len(self.workers) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(1.0)  # the first sweeps run right after registering
 
     def stop_workers(self) -> None:
         """Stop the workers (warm shutdown)."""
