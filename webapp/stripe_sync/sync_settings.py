@@ -5,8 +5,7 @@ Each can be overridden in the app config (tests shrink the waits):
   runs at most 1 + len(intervals) times before the event stays failed for the Retry button.
 - EVENT_JOB_TIMEOUT: seconds one `process_event` (or one batch of a drain) may run before RQ kills it.
 - EVENT_BATCH_SIZE: how many pending events a drain job processes per transaction (pending.py,
-  batch.py); 1 gives every event its own RQ job instead. 0 (the default) picks 50, or 10 on
-  SQLite, whose single write lock intake waits for while a batch is written (p99 at 200/s).
+  batch.py); 1 gives every event its own RQ job instead.
 - EVENT_DRAIN_SHARDS: how many drains may run at once, each for its own set of customers
   (pending.py). 1 is fastest while web, workers and the database share a few cores (bench/README.md);
   raise it to the number of worker cores when workers have machines of their own. SQLite always
@@ -25,7 +24,7 @@ from flask import current_app
 DEFAULTS = {
     "EVENT_RETRY_INTERVALS": [10, 60, 300, 1800, 7200],
     "EVENT_JOB_TIMEOUT": 120,
-    "EVENT_BATCH_SIZE": 0,
+    "EVENT_BATCH_SIZE": 50,
     "EVENT_DRAIN_SECONDS": 10,
     "EVENT_DRAIN_SHARDS": 1,
     "EVENT_RESULT_TTL": 0,  # outcomes live in the database; RQ keeps no result
@@ -45,13 +44,8 @@ def setting(name: str):
 
 
 def batch_size() -> int:
-    """EVENT_BATCH_SIZE, with 0 meaning the default for the database in use."""
-    size = int(setting("EVENT_BATCH_SIZE"))
-    if size > 0:
-        return size
-    from webapp.extensions import db
-
-    return 10 if db.engine.dialect.name == "sqlite" else 50
+    """EVENT_BATCH_SIZE, at least 1."""
+    return max(1, int(setting("EVENT_BATCH_SIZE")))
 
 
 def retry_intervals() -> list[int]:
