@@ -96,3 +96,19 @@ def test_failed_drain_puts_its_batch_back(app, db, connect_resource, post_event,
     sweep_unqueued(0)  # pending past the grace period: the sweep queues a drain for them
     run_worker()
     assert set(statuses(db).values()) == {("processed", 1)}
+
+
+def test_sweep_drains_a_shard_that_is_no_longer_configured(app, db, connect_resource, post_event, run_worker):
+    """Events left in shard 3 after EVENT_DRAIN_SHARDS went from 4 to 1, their drain job lost."""
+    res = connect_resource("customer")
+    post_event(res, customer_events(1)[0])
+    row_id = db.session.scalar(select(StripeEvent.id))
+    queue = get_queue()
+    pending.forget(queue, [row_id])
+    pending.add(queue, [row_id], shard=3)
+    queue.empty()  # the drain jobs are lost
+    pending.release(queue, 3)
+    assert pending.where(queue, [row_id]) == {row_id: ("pending", 3, 0.0)}
+    sweep_unqueued(0)
+    run_worker()
+    assert statuses(db) == {"evt_fault_00000": ("processed", 1)}

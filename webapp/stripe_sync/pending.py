@@ -112,6 +112,7 @@ def _enqueue_drain(queue: Queue, shard: int) -> None:
     """A drain job; if Redis fails here the flag expires and the sweep enqueues one instead."""
     from webapp.stripe_sync.sync_settings import setting
 
+    queue.connection.sadd(f"{_base(queue)}:shards", shard)  # so the sweep finds it if the count shrinks
     queue.enqueue_call(DRAIN_FUNC, args=(shard,), job_id=f"{DRAIN_JOB_PREFIX}{uuid.uuid4().hex}",
                        timeout=int(setting("EVENT_JOB_TIMEOUT")) + int(setting("EVENT_DRAIN_SECONDS")),
                        result_ttl=0, description=f"process pending Stripe events (shard {shard})")
@@ -161,10 +162,10 @@ def waiting_count(queue: Queue) -> int:
 
 
 def _shard_keys(queue: Queue) -> list[tuple[int, str]]:
-    """Every shard's pending set, including shards of a larger EVENT_DRAIN_SHARDS set earlier."""
-    prefix = f"{_base(queue)}:pending:"
-    found = {int(k.decode()[len(prefix):]) for k in queue.connection.scan_iter(match=prefix + "*", count=100)}
-    return [(shard, f"{prefix}{shard}") for shard in sorted(found | set(range(shard_count())))]
+    """Every shard's pending set, including shards of a larger EVENT_DRAIN_SHARDS set earlier (every
+    shard that ever had a drain is remembered in a small Redis set)."""
+    used = {int(s) for s in queue.connection.smembers(f"{_base(queue)}:shards")}
+    return [(shard, keys(queue, shard)[0]) for shard in sorted(used | set(range(shard_count())))]
 
 
 def where(queue: Queue, row_ids: list[int]) -> dict[int, tuple[str, object, float]]:
