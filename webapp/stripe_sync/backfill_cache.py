@@ -1,8 +1,9 @@
-"""The rows one page of historical records touches, loaded in a few queries instead of a few per record.
+"""The rows one page of records touches (a page of historical records, or a drain's batch of webhook
+events, batch.py), loaded in a few queries instead of a few per record.
 
-`processing.apply_to_crm(..., cache)` runs the same rules as for a webhook, but `contact_sync` asks
-this cache for contacts, field stamps, tags and custom fields, and new stamps and tag links are
-written in two bulk inserts when the page is flushed. Decisions:
+`processing.apply_to_crm(..., cache)` runs the same rules as for a single webhook, but `contact_sync`
+asks this cache for contacts, field stamps, tags and custom fields, and new stamps, tag links and
+trigger firings are written in bulk inserts when the page is flushed. Decisions:
 - The page's contacts are selected `FOR UPDATE` in id order (PostgreSQL; SQLite locks the whole
   database for the writer), so a webhook for the same contact waits for the page, never interleaves.
 - Missing contacts get their ids reserved up front (PostgreSQL: the sequence; SQLite: max(id), safe
@@ -46,7 +47,7 @@ class PageCache:
         self.fields: dict[str, ContactField] = {}
 
     def mapping_for(self, resource_id: int | None) -> list[tuple[str, str]]:
-        """The mapping of the record's resource; `mapping` (prefetched for) covers all of them."""
+        """The mapping of the record's resource; `mapping` is the union the page was prefetched for."""
         return self.mappings.get(resource_id, self.mapping) if self.mappings else self.mapping
 
     def contact_for(self, email: str) -> tuple[Contact, bool]:

@@ -37,7 +37,7 @@ def fire_trigger(trigger: str, contact: Contact, event_row: StripeEvent, details
     """Record one firing inside the caller's transaction; None when it already fired or must not.
 
     With a page cache (batches and imports), the firing is only staged: `cache.flush()` inserts the
-    page's firings in one statement that skips those already recorded (`fired_rows`)."""
+    page's firings in one statement that skips those already recorded (`insert_firings`)."""
     if trigger not in TRIGGERS:
         raise ValueError(f"Unknown automation trigger {trigger!r}")
     if event_row.historical:
