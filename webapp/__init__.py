@@ -7,6 +7,7 @@ from flask_login import current_user
 from flask_wtf.csrf import CSRFError
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
+from werkzeug.routing import IntegerConverter
 
 from webapp import config as config_module
 from webapp.extensions import csrf, db, limiter, login_manager, migrate
@@ -34,6 +35,7 @@ def create_app(config=None) -> Flask:
     if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite:///"):
         config_module.INSTANCE.mkdir(exist_ok=True)
     register_extensions(app)
+    app.url_map.converters["int"] = IdConverter
     register_blueprints(app)
     register_automations(app)
     register_gate(app)
@@ -43,6 +45,15 @@ def create_app(config=None) -> Flask:
     from webapp.webhooks.fastlane import WebhookFastLane
     app.wsgi_app = WebhookFastLane(app, app.wsgi_app)
     return app
+
+
+class IdConverter(IntegerConverter):
+    """`<int:…>` for every route, bounded by the largest value our id columns hold (INTEGER, 32 bits on
+    PostgreSQL): a larger number in a URL is a 404 at routing, instead of an out-of-range error from
+    the database (a 500)."""
+
+    def __init__(self, map, fixed_digits=0, min=None, max=2 ** 31 - 1, signed=False):  # noqa: A002
+        super().__init__(map, fixed_digits=fixed_digits, min=min, max=max, signed=signed)
 
 
 @event.listens_for(Engine, "connect")

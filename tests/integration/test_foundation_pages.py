@@ -122,3 +122,13 @@ def test_create_user_cli(app, db):
     assert authenticate("cli@example.com", "longenough") is not None
     again = runner.invoke(args=["create-user", "CLI@example.com", "--password", "longenough"])
     assert again.exit_code != 0 and "already exists" in again.output
+
+
+def test_ids_no_column_can_hold_are_not_found(auth_client, db):
+    """A URL id beyond what an id column holds is a 404 on every route, not a database error (a 500)."""
+    for huge in ("2147483648", "99999999999999999999"):  # past PostgreSQL's integer; past SQLite's 64 bits
+        for url in (f"/contacts/{huge}", f"/contacts/{huge}/edit", f"/apps/stripe/log/{huge}",
+                    f"/apps/stripe/resources/{huge}/remove", f"/apps/stripe/accounts/{huge}/disconnect",
+                    f"/automations/{huge}"):
+            assert auth_client.get(url).status_code == 404, url
+    assert auth_client.get("/contacts/2147483647").status_code == 404  # the largest id: looked up, not there

@@ -44,22 +44,14 @@ def _saved(template: str, target: str, **ctx):
     return resp
 
 
-def _get_or_404(model, row_id: int):
-    """Load a row by id or answer 404 (also for ids no column can hold)."""
-    row = db.session.get(model, row_id) if row_id < 2 ** 63 else None
-    if row is None:
-        abort(404)
-    return row
-
-
 def _automation_or_404(automation_id: int):
     """Load an automation or answer 404."""
-    return _get_or_404(Automation, automation_id)
+    return db.get_or_404(Automation, automation_id)
 
 
 def _step_or_404(automation, step_id: int) -> AutomationStep:
     """Load one of this automation's actions or answer 404."""
-    step = _get_or_404(AutomationStep, step_id)
+    step = db.get_or_404(AutomationStep, step_id)
     if step.automation_id != automation.id:
         abort(404)
     return step
@@ -340,7 +332,7 @@ def runs(automation_id):
 @bp.route("/runs/<int:run_id>")
 def run_detail(run_id):
     """One run's log."""
-    run = _get_or_404(AutomationRun, run_id)
+    run = db.get_or_404(AutomationRun, run_id)
     event = db.session.get(StripeEvent, run.event_row_id) if run.event_row_id else None
     messages = service.run_messages(run.id)
     return _modal("automations/_run_log.html", run=run, event=event, messages=messages,
@@ -370,14 +362,14 @@ def outbox_page():
 @bp.route("/outbox/<int:message_id>")
 def outbox_message(message_id):
     """One message: the email as rendered, its text part, and how delivery went."""
-    message = _get_or_404(OutboxMessage, message_id)
+    message = db.get_or_404(OutboxMessage, message_id)
     return _modal("automations/_outbox_message.html", message=message, smtp_configured=outbox.smtp_configured())
 
 
 @bp.route("/outbox/<int:message_id>/send", methods=["POST"])
 def outbox_send(message_id):
     """Send a failed or unsent message again."""
-    message = _get_or_404(OutboxMessage, message_id)
+    message = db.get_or_404(OutboxMessage, message_id)
     if not outbox.send_again(message):
         return _modal("automations/_outbox_message.html", 422, message=message,
                       smtp_configured=outbox.smtp_configured(),

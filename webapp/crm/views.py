@@ -1,5 +1,5 @@
 """Contacts, fields and tags pages; thin views over crm.service."""
-from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 
 from webapp.crm import service
 from webapp.crm.forms import ContactForm, FieldForm, RenameFieldForm, TagForm
@@ -22,10 +22,7 @@ def _is_fragment(target: str) -> bool:
 
 def _contact_or_404(contact_id: int) -> Contact:
     """Load a contact or answer 404."""
-    contact = db.session.get(Contact, contact_id)
-    if contact is None:
-        abort(404)
-    return contact
+    return db.get_or_404(Contact, contact_id)
 
 
 @bp.route("/")
@@ -180,10 +177,7 @@ def fields():
 
 def _custom_field_or_404(field_id) -> ContactField:
     """Load a field or answer 404."""
-    field = db.session.get(ContactField, field_id)
-    if field is None:
-        abort(404)
-    return field
+    return db.get_or_404(ContactField, field_id)
 
 
 @bp.route("/fields/<int:field_id>/rename", methods=["POST"])

@@ -13,7 +13,7 @@ from webapp.stripe_sync.events import ALL_EVENT_TYPES
 from webapp.stripe_sync.fields import NAME_SPLIT_NOTE, collect_metadata_keys
 from webapp.stripe_sync.mapping import choices, rows_from_form, rows_from_mappings
 from webapp.stripe_sync.models import (
-    ACCOUNT_CONNECTED, OUTCOMES, RESOURCE_DISCONNECTED, ResourceCounter, StripeAccount, StripeResource, SyncLog,
+    OUTCOMES, RESOURCE_DISCONNECTED, ResourceCounter, StripeAccount, StripeResource, SyncLog,
 )
 
 log = logging.getLogger(__name__)
@@ -55,9 +55,7 @@ def log_older():
 @bp.route("/stripe/log/<int:log_id>")
 def log_detail(log_id):
     """A log row's details: the event payload, the error and its traceback summary."""
-    row = db.session.get(SyncLog, log_id)
-    if row is None:
-        abort(404)
+    row = db.get_or_404(SyncLog, log_id)
     event = synclog.event_for(row)
     payload = None
     if event is not None:
@@ -73,9 +71,7 @@ def log_retry(log_id):
     """Enqueue a failed event again; the live log then shows the new attempt."""
     from webapp.stripe_sync.dispatch import REDIS_DOWN, retry_event
 
-    row = db.session.get(SyncLog, log_id)
-    if row is None:
-        abort(404)
+    row = db.get_or_404(SyncLog, log_id)
     if not synclog.can_retry(row):
         return render_template("apps/_retry_result.html", row=row,
                                message="Nothing to retry: this event is no longer failed."), 409
@@ -148,18 +144,14 @@ def mapping_save(resource_id):
 @bp.route("/stripe/resources/<int:resource_id>/remove", methods=["GET"])
 def resource_remove_confirm(resource_id):
     """The trash icon's confirmation modal."""
-    res = db.session.get(StripeResource, resource_id)
-    if res is None:
-        abort(404)
+    res = db.get_or_404(StripeResource, resource_id)
     return _modal("apps/_remove_resource.html", resource=res)
 
 
 @bp.route("/stripe/resources/<int:resource_id>/remove", methods=["POST"])
 def resource_remove(resource_id):
     """"Remove": delete the endpoint in Stripe, keep all synced data."""
-    res = db.session.get(StripeResource, resource_id)
-    if res is None:
-        abort(404)
+    res = db.get_or_404(StripeResource, resource_id)
     try:
         disconnect.disconnect_resource(res)
     except disconnect.AlreadyRemoved as exc:
@@ -172,24 +164,16 @@ def resource_remove(resource_id):
     return _htmx_redirect(url_for("apps.stripe_page"))
 
 
-def _account_or_404(account_id) -> StripeAccount:
-    """A connected account, or 404."""
-    account = db.session.get(StripeAccount, account_id)
-    if account is None:
-        abort(404)
-    return account
-
-
 @bp.route("/stripe/accounts/<int:account_id>/disconnect", methods=["GET"])
 def account_disconnect_confirm(account_id):
     """The "Disconnect Account" modal."""
-    return _modal("apps/_disconnect_account.html", account=_account_or_404(account_id))
+    return _modal("apps/_disconnect_account.html", account=db.get_or_404(StripeAccount, account_id))
 
 
 @bp.route("/stripe/accounts/<int:account_id>/disconnect", methods=["POST"])
 def account_disconnect(account_id):
     """"Disconnect": every resource removed, the key erased, synced data kept."""
-    account = _account_or_404(account_id)
+    account = db.get_or_404(StripeAccount, account_id)
     try:
         disconnect.disconnect_account(account)
     except disconnect.AlreadyRemoved as exc:
