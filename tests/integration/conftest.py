@@ -3,7 +3,10 @@ conftest's Stripe double), and a helper that signs and posts event files exactly
 import hashlib
 import hmac
 import json
+import os
 import secrets as secrets_module
+import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +15,23 @@ import pytest
 from sqlalchemy import select
 
 from tests.conftest import EVENTS_DIR
+from webapp.config import ROOT
+
+def worker_env(app, redis_url: str, stripe_double, **extra) -> dict:
+    """A worker process's environment: this test's database, Redis and Stripe double."""
+    return {**os.environ, "DATABASE_URL": app.config["DATABASE_URL"], "REDIS_URL": redis_url,
+            "STRIPE_API_BASE": stripe_double.url, "ENCRYPTION_KEY": app.config["ENCRYPTION_KEY"],
+            "SECRET_KEY": "test", **extra}
+
+
+def start_worker(env: dict, name: str | None = None, burst: bool = True, sweep: bool = False,
+                 stderr=subprocess.DEVNULL) -> subprocess.Popen:
+    """worker.py in a process (and session) of its own, so a test can SIGKILL it like an OOM killer."""
+    args = [sys.executable, "worker.py"] + (["--name", name] if name else [])
+    args += ([] if sweep else ["--no-sweep"]) + (["--burst"] if burst else [])
+    return subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=stderr,
+                            start_new_session=True)
+
 
 ACCOUNT_ID = "acct_1EngineRoom"
 DEFAULT_MAPPING = (("email", "email"), ("name", "first_name"))

@@ -1,19 +1,17 @@
 """Wait actions through RQ's scheduler, across a worker restart, and the sweep that recovers lost jobs."""
-import os
 import signal
 import subprocess
-import sys
 from datetime import timedelta
 
 from redis.exceptions import ConnectionError as RedisConnectionError
 from rq.registry import ScheduledJobRegistry
 from sqlalchemy import select
 
+from tests.integration.conftest import start_worker, worker_env
 from tests.integration.test_automations_story import make_automation, story  # noqa: F401 (fixture)
 from webapp.automations import dispatch, engine
 from webapp.automations.models import AutomationRun, OutboxMessage
 from webapp.automations.sweep import sweep_automations
-from webapp.config import ROOT
 from webapp.crm.models import TriggerFired
 from webapp.crm.service import find_contact_by_email
 from webapp.redis_queue import get_queue
@@ -54,13 +52,10 @@ def test_a_wait_resumes_in_a_new_worker_process_after_the_first_one_stopped(app,
     assert scheduled(get_queue()) == [run.job_id]
     assert db.session.scalar(select(OutboxMessage)) is None
 
-    env = {**os.environ, "DATABASE_URL": app.config["DATABASE_URL"], "REDIS_URL": redis_server.url,
-           "STRIPE_API_BASE": stripe_double.url, "ENCRYPTION_KEY": app.config["ENCRYPTION_KEY"],
-           "SECRET_KEY": "test"}
+    env = worker_env(app, redis_server.url, stripe_double)
     env.pop("SMTP_URL", None)
-    # --no-sweep: the new worker's RQ scheduler, not the sweep, must pick the continuation up.
-    worker = subprocess.Popen([sys.executable, "worker.py", "--no-sweep"], cwd=ROOT, env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    # No sweep: the new worker's RQ scheduler, not the sweep, must pick the continuation up.
+    worker = start_worker(env, burst=False)
     try:
         done = wait_for(lambda: the_run(db).state == "completed")
     finally:

@@ -2,15 +2,12 @@
 from the last saved page, so every record is imported exactly once."""
 import os
 import signal
-import subprocess
-import sys
 import uuid
 
 from sqlalchemy import func, select
 
-from tests.integration.conftest import ACCOUNT_ID
+from tests.integration.conftest import ACCOUNT_ID, start_worker, worker_env
 from tests.integration.test_backfill import backfill, count, start
-from webapp.config import ROOT
 from webapp.crm.models import Contact, ContactTag
 from webapp.redis_queue import get_redis
 from webapp.stripe_sync.models import Backfill, StripeEvent, SyncLog
@@ -29,11 +26,7 @@ def test_killed_worker_mid_import_resumes_from_the_saved_page(app, db, connect_r
     stripe_double.set_latency(0.15)  # each page takes a while, so the kill lands mid-import
 
     name = f"doomed-{uuid.uuid4().hex[:8]}"
-    env = {**os.environ, "DATABASE_URL": app.config["DATABASE_URL"], "REDIS_URL": redis_server.url,
-           "STRIPE_API_BASE": stripe_double.url, "ENCRYPTION_KEY": app.config["ENCRYPTION_KEY"],
-           "SECRET_KEY": "test"}
-    worker = subprocess.Popen([sys.executable, "worker.py", "--burst", "--name", name], cwd=ROOT, env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    worker = start_worker(worker_env(app, redis_server.url, stripe_double), name, sweep=True)
     try:
         def pages_saved():
             saved = db.session.scalar(select(Backfill.pages).where(Backfill.id == backfill_id))

@@ -7,7 +7,7 @@ import stripe
 
 from webapp.crm import service
 from webapp.crm.models import ContactField
-from webapp.stripe_sync.models import ConnectDraft, FieldMapping, StripeAccount, StripeResource, WebhookSecret
+from webapp.stripe_sync.models import ConnectDraft, StripeAccount, StripeResource, WebhookSecret
 
 HX = {"HX-Request": "true"}
 

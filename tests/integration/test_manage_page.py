@@ -1,12 +1,10 @@
 """The Stripe manage page: live log fragments, retry, mapping updates and disconnects."""
 import json
 import re
-import time
 
 from tests.conftest import EVENTS_DIR
 from tests.integration.test_connect_flow import choose, field_id, finish, start
 from webapp.crm import service
-from webapp.crm.models import Contact
 from webapp.stripe_sync.models import StripeAccount, StripeEvent, StripeResource, SyncLog
 
 HX = {"HX-Request": "true"}

@@ -1,17 +1,13 @@
 """A burst of shuffled, partly duplicated events for many customers, processed by three worker
 processes at once, ends exactly where a sequential replay of the same events ends."""
 import json
-import os
 import random
 import subprocess
-import sys
 
-import pytest
 from sqlalchemy import delete, func, select
 
 from tests.conftest import EVENTS_DIR, PG_URL
-from tests.integration.conftest import sign
-from webapp.config import ROOT
+from tests.integration.conftest import start_worker, worker_env
 from webapp.redis_queue import get_queue
 from webapp.stripe_sync import pending
 from webapp.crm.models import (
@@ -111,12 +107,8 @@ def test_burst_with_three_workers_matches_sequential_replay(app, db, connect_res
     rng.shuffle(burst)
     post_all(burst)
     assert get_queue().count == pending.shard_count()  # a drain job per shard, not one per event
-    env = {**os.environ, "DATABASE_URL": app.config["DATABASE_URL"], "REDIS_URL": redis_server.url,
-           "STRIPE_API_BASE": stripe_double.url, "ENCRYPTION_KEY": app.config["ENCRYPTION_KEY"],
-           "SECRET_KEY": "test"}
-    workers = [subprocess.Popen([sys.executable, "worker.py", "--burst", "--no-sweep", "--name", f"burst-{n}"],
-                                cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-               for n in range(3)]
+    env = worker_env(app, redis_server.url, stripe_double)
+    workers = [start_worker(env, f"burst-{n}", stderr=subprocess.PIPE) for n in range(3)]
     for w in workers:
         _, err = w.communicate(timeout=240)
         assert w.returncode == 0, err.decode()[-2000:]

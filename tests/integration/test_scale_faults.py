@@ -6,14 +6,13 @@ import os
 import shlex
 import signal
 import subprocess
-import sys
 import threading
 
 import pytest
 from sqlalchemy import func, select
 
 from tests.conftest import EVENTS_DIR, PG_URL
-from webapp.config import ROOT
+from tests.integration.conftest import start_worker, worker_env
 from webapp.crm.models import Contact
 from webapp.embedded_redis import RedisServer
 from webapp.stripe_sync.models import StripeEvent, SyncLog
@@ -36,17 +35,6 @@ def customer_events(n, start=0, name="customer.updated", **extra) -> list[bytes]
     return out
 
 
-def worker_env(app, redis_url, stripe_double) -> dict:
-    """A worker process's environment: this test's database, Redis and Stripe double."""
-    return {**os.environ, "DATABASE_URL": app.config["DATABASE_URL"], "REDIS_URL": redis_url,
-            "STRIPE_API_BASE": stripe_double.url, "ENCRYPTION_KEY": app.config["ENCRYPTION_KEY"],
-            "SECRET_KEY": "test", **FAST}
-
-
-def start_worker(env, name, burst=True):
-    args = [sys.executable, "worker.py", "--name", name, "--no-sweep"] + (["--burst"] if burst else [])
-    return subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
 
 
 def count(db, *where, model=StripeEvent):
@@ -79,7 +67,7 @@ def test_worker_sigkilled_mid_burst(app, db, connect_resource, post_event, run_w
     events = customer_events(300)
     for payload in events:
         assert post_event(res, payload).status_code == 200
-    env = worker_env(app, redis_server.url, stripe_double)
+    env = worker_env(app, redis_server.url, stripe_double, **FAST)
     doomed = start_worker(env, "doomed", burst=False)
     survivor = start_worker(env, "survivor")
     assert wait_until(lambda: count(db, StripeEvent.status == "processed") >= 40, timeout=60)
@@ -123,7 +111,7 @@ def test_postgres_restarted_during_processing(app, db, connect_resource, post_ev
         assert post_event(res, payload).status_code == 200
     db.session.remove()
     db.engine.dispose()
-    worker = start_worker(worker_env(app, redis_server.url, stripe_double), "through-restart", burst=False)
+    worker = start_worker(worker_env(app, redis_server.url, stripe_double, **FAST), "through-restart", burst=False)
     try:
         assert wait_until(lambda: count(db, StripeEvent.status == "processed") >= 30, timeout=60)
         db.session.remove()
@@ -165,7 +153,7 @@ def test_sqlite_busy_under_concurrent_writers(app, db, connect_resource, post_ev
         pytest.skip("this fault is SQLite's")
     res = connect_resource("customer")
     events = customer_events(400)
-    env = worker_env(app, redis_server.url, stripe_double)
+    env = worker_env(app, redis_server.url, stripe_double, **FAST)
     workers = [start_worker(env, f"busy-{n}", burst=False) for n in range(3)]
     try:
         posted = []

@@ -1,14 +1,12 @@
 """A worker SIGKILLed in the middle of a job: the event is processed exactly once, eventually."""
 import os
 import signal
-import subprocess
-import sys
 import time
 import uuid
 
 from sqlalchemy import func, select
 
-from webapp.config import ROOT
+from tests.integration.conftest import start_worker, worker_env
 from webapp.crm.models import Contact, ContactTag, TriggerFired
 from webapp.redis_queue import get_queue
 from webapp.stripe_sync import pending
@@ -31,11 +29,7 @@ def test_killed_worker_mid_job_is_recovered_by_the_sweep(app, connect_resource, 
     stripe_double.set_latency(6)  # the job will hang in the customer fetch
 
     name = f"doomed-{uuid.uuid4().hex[:8]}"
-    env = {**os.environ, "DATABASE_URL": app.config["DATABASE_URL"], "REDIS_URL": redis_server.url,
-           "STRIPE_API_BASE": stripe_double.url, "ENCRYPTION_KEY": app.config["ENCRYPTION_KEY"],
-           "SECRET_KEY": "test"}
-    worker = subprocess.Popen([sys.executable, "worker.py", "--name", name, "--no-sweep"], cwd=ROOT, env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    worker = start_worker(worker_env(app, redis_server.url, stripe_double), name, burst=False)
     try:
         queue = get_queue()
 
