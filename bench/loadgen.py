@@ -88,12 +88,17 @@ def _worker(url: str, path: str, secret: str, payloads: list[bytes], threads: in
                 last[0] = time.time()
         conn.close()
 
-    pool = [threading.Thread(target=run) for _ in range(threads)]
+    _run_threads(run, threads)
+    out.put((lat, bad[0], first[0] or time.time(), last[0]))
+
+
+def _run_threads(target, n: int) -> None:
+    """Run `target` on n threads at once and wait for all of them."""
+    pool = [threading.Thread(target=target) for _ in range(n)]
     for t in pool:
         t.start()
     for t in pool:
         t.join()
-    out.put((lat, bad[0], first[0] or time.time(), last[0]))
 
 
 def closed_loop(url: str, path: str, secret: str, payloads: list[bytes], concurrency: int,
@@ -145,10 +150,6 @@ def open_loop(url: str, path: str, secret: str, payloads: list[bytes], rate: flo
                     bad[0] += 1
         conn.close()
 
-    pool = [threading.Thread(target=run) for _ in range(threads)]
-    for t in pool:
-        t.start()
-    for t in pool:
-        t.join()
+    _run_threads(run, threads)
     last = time.time()
     return Result(len(lat), last - first, lat, bad[0], first, last)
