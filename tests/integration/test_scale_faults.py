@@ -158,17 +158,20 @@ def test_sqlite_busy_under_concurrent_writers(app, db, connect_resource, post_ev
     try:
         posted = []
 
-        def post_all(chunk):
-            from webapp import create_app
-            other = create_app(app.config)  # its own connections, as a second web process has
-            client = other.test_client()
-            from tests.integration.conftest import sign
+        from tests.integration.conftest import sign
+        from webapp import create_app
+
+        # Two apps with their own connections, as two web processes have; built here, not in the
+        # threads: CPython 3.11 can fail compiling ASTs (Werkzeug's URL rules) in two threads at once.
+        clients = [create_app(app.config).test_client() for _ in range(2)]
+
+        def post_all(client, chunk):
             for payload in chunk:
                 resp = client.post(res.url, data=payload, headers={"Stripe-Signature": sign(payload, res.secrets[0]),
                                                                    "Content-Type": "application/json"})
                 posted.append(resp.status_code)
 
-        threads = [threading.Thread(target=post_all, args=(events[k::2],)) for k in range(2)]
+        threads = [threading.Thread(target=post_all, args=(clients[k], events[k::2])) for k in range(2)]
         for t in threads:
             t.start()
         for t in threads:
