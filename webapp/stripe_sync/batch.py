@@ -235,11 +235,4 @@ def _schedule_retry(row_id: int, attempt: int) -> None:
     intervals = retry_intervals()
     delay = intervals[min(attempt, len(intervals)) - 1] if intervals else 0
     retries = max_attempts() - attempt - 1
-    queue = get_queue()
-    if delay <= 0:
-        enqueue_event(row_id, queue, retries=retries)  # as RQ itself does for a zero interval
-        return
-    queue.enqueue_in(timedelta(seconds=delay), JOB_FUNC, row_id, job_id=job_id_for(row_id),
-                     retry=retry_policy(retries), timeout=int(setting("EVENT_JOB_TIMEOUT")),
-                     result_ttl=int(setting("EVENT_RESULT_TTL")),
-                     description=f"process Stripe event row {row_id} (retry)")
+    enqueue_event(row_id, get_queue(), retries=retries, delay=delay)

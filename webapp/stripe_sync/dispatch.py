@@ -7,12 +7,14 @@ it without a column for it, and re-enqueueing replaces a dead job instead of pil
 Running an event twice is harmless anyway: both paths claim the row in their transaction.
 """
 import logging
+from datetime import timedelta
 
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from rq import Queue, Retry
 from rq.exceptions import NoSuchJobError
 from rq.job import Job
+
 from sqlalchemy import update
 
 from webapp.extensions import db
@@ -63,20 +65,18 @@ def queue_events(row_ids: list[int], queue: Queue | None = None, event: dict | N
         enqueue_event(row_id, queue)
 
 
-def enqueue_event(event_row_id: int, queue: Queue | None = None, retries: int | None = None):
-    """Queue `process_event(row id)` in one Redis round trip; Redis errors propagate so the caller
-    decides what "down" means."""
+def enqueue_event(event_row_id: int, queue: Queue | None = None, retries: int | None = None, delay: float = 0):
+    """Queue `process_event(row id)`, now or after `delay` seconds (RQ's scheduler moves it to the queue
+    then), with `retries` left after this run; the one place an event's own job is made. Redis
+    errors propagate so the caller decides what "down" means."""
     queue = queue or get_queue()
+    options = dict(args=(event_row_id,), job_id=job_id_for(event_row_id), retry=retry_policy(retries),
+                   job_timeout=int(setting("EVENT_JOB_TIMEOUT")), result_ttl=int(setting("EVENT_RESULT_TTL")),
+                   description=f"process Stripe event row {event_row_id}" + (" (retry)" if delay > 0 else ""))
+    if delay > 0:
+        return queue.enqueue_in(timedelta(seconds=delay), JOB_FUNC, **options)
     with queue.connection.pipeline() as pipe:
-        job = queue.enqueue_call(
-            JOB_FUNC, args=(event_row_id,),
-            job_id=job_id_for(event_row_id),
-            retry=retry_policy(retries),
-            timeout=int(setting("EVENT_JOB_TIMEOUT")),
-            result_ttl=int(setting("EVENT_RESULT_TTL")),
-            description=f"process Stripe event row {event_row_id}",
-            pipeline=pipe,
-        )
+        job = queue.enqueue(JOB_FUNC, pipeline=pipe, **options)
         pipe.execute()
     return job
 
