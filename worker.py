@@ -1,6 +1,6 @@
 """RQ worker: builds the app once and processes jobs (with the scheduler, for retries and waits).
 
-It also runs the Stripe event sweep (webapp/stripe_sync/sweep.py) on a background thread every
+It also runs the Stripe event sweep (webapp/stripe_sync/queue/sweep.py) on a background thread every
 EVENT_SWEEP_INTERVAL seconds, and the automation sweep (webapp/automations/sweep.py: runs whose
 scheduled continuation was lost, fired triggers never matched, unsent queued emails) every
 AUTOMATION_SWEEP_INTERVAL seconds, so events recorded while Redis was down, or whose worker died in
@@ -18,7 +18,7 @@ from webapp.gc_pauses import freeze_startup_objects
 from webapp.automations.sweep import start_periodic_sweep as start_automation_sweep
 from webapp.automations.sweep import sweep_automations
 from webapp.redis_queue import get_queue
-from webapp.stripe_sync.sweep import start_periodic_sweep, sweep_unqueued
+from webapp.stripe_sync.queue.sweep import start_periodic_sweep, sweep_unqueued
 
 log = logging.getLogger("worker")
 

@@ -74,7 +74,7 @@ def prepare_database(env: dict, instance: Path, secret_key: str) -> int:
     from webapp.crm.models import ContactField
     from webapp.crypto import encrypt
     from webapp.extensions import db
-    from webapp.stripe_sync.backfill import start_backfill
+    from webapp.stripe_sync.history.importer import start_backfill
     from webapp.stripe_sync.models import FieldMapping, StripeAccount, StripeResource
 
     app = create_app({"DATABASE_URL": env["DATABASE_URL"], "REDIS_URL": env["REDIS_URL"],

@@ -118,7 +118,7 @@ def register_automations(app: Flask) -> None:
     """The Automations pages, and fired Stripe triggers starting runs (the listener only enqueues a job)."""
     from webapp.automations.dispatch import on_triggers_fired
     from webapp.automations.views import bp as automations_bp
-    from webapp.stripe_sync.triggers import on_fired
+    from webapp.stripe_sync.apply.triggers import on_fired
 
     app.register_blueprint(automations_bp)
     on_fired(on_triggers_fired)

@@ -6,7 +6,7 @@ from sqlalchemy import func, select, text
 
 from webapp.extensions import db
 from webapp.redis_queue import get_queue
-from webapp.stripe_sync import pending
+from webapp.stripe_sync.queue import pending
 from webapp.stripe_sync.models import EVENT_QUEUED, EVENT_RECEIVED, StripeEvent
 from webapp.timeutil import utcnow
 

@@ -38,7 +38,7 @@ def job_context():
 def process_event(event_row_id: int) -> str:
     """Process one recorded Stripe event; exceptions propagate so RQ retries with backoff."""
     from webapp.metrics import EVENTS_PROCESSED, PROCESSING_SECONDS
-    from webapp.stripe_sync.processing import process_event as process
+    from webapp.stripe_sync.apply.batch import process_event as process
 
     started = time.perf_counter()
     outcome = "failed"
@@ -57,7 +57,7 @@ def drain_events(shard: int = 0) -> str:
     from rq import get_current_job
 
     from webapp.redis_queue import get_queue
-    from webapp.stripe_sync.batch import drain
+    from webapp.stripe_sync.queue.drain import drain
 
     with job_context():
         job = get_current_job()
@@ -66,7 +66,7 @@ def drain_events(shard: int = 0) -> str:
 
 def run_backfill(backfill_id: int) -> str:
     """Import one slice of a resource's Stripe history; the job queues its own continuation."""
-    from webapp.stripe_sync.backfill import run_backfill as run
+    from webapp.stripe_sync.history.importer import run_backfill as run
 
     with job_context():
         return run(backfill_id)

@@ -37,7 +37,7 @@ class LiveGauges:
         from webapp.health import backlog_age_seconds
         from webapp.redis_queue import get_queue
 
-        from webapp.stripe_sync.pending import waiting_count
+        from webapp.stripe_sync.queue.pending import waiting_count
 
         depth = GaugeMetricFamily("crm_queue_depth", "Jobs waiting in the RQ queue")
         waiting = GaugeMetricFamily("crm_events_waiting", "Stripe events waiting for a drain job")

@@ -8,7 +8,7 @@ from tests.conftest import EVENTS_DIR
 from tests.integration.conftest import ACCOUNT_ID
 from webapp.crm.models import Contact, EcommerceCustomer, Order, RecurringPayment, TriggerFired
 from webapp.stripe_app.manage import resource_counts
-from webapp.stripe_sync.backfill import start_backfill
+from webapp.stripe_sync.history.importer import start_backfill
 from webapp.stripe_sync.models import Backfill, StripeAccount, StripeEvent, StripeResource, SyncLog
 
 FIXTURE_KINDS = {"charge": "charges", "subscription": "subscriptions", "invoice": "invoices",

@@ -10,9 +10,9 @@ from tests.integration.conftest import ACCOUNT_ID
 from tests.integration.test_backfill import backfill, count, start
 from webapp.crm.models import Contact
 from webapp.redis_queue import get_queue, get_redis
-from webapp.stripe_sync import backfill as backfill_module
+from webapp.stripe_sync.history import importer as backfill_module
 from webapp.stripe_sync.models import Backfill, StripeEvent, StripeResource, SyncLog
-from webapp.stripe_sync.sweep import sweep_unqueued
+from webapp.stripe_sync.queue.sweep import sweep_unqueued
 from webapp.timeutil import utcnow
 
 
@@ -227,7 +227,7 @@ def test_the_fragment_while_paused_and_on_the_stripe_page(app, db, connect_resou
 
 
 def test_only_the_historical_sync_type_starts_an_import(app, db, connect_resource):
-    from webapp.stripe_sync.backfill import start_if_historical
+    from webapp.stripe_sync.history.importer import start_if_historical
 
     resource = db.session.get(StripeResource, connect_resource("customer").id)
     assert resource.sync_type == "new_only" and start_if_historical(resource) is None

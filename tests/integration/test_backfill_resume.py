@@ -11,7 +11,7 @@ from tests.integration.test_backfill import backfill, count, start
 from webapp.crm.models import Contact, ContactTag
 from webapp.redis_queue import get_redis
 from webapp.stripe_sync.models import Backfill, StripeEvent, SyncLog
-from webapp.stripe_sync.sweep import sweep_unqueued, worker_alive
+from webapp.stripe_sync.queue.sweep import sweep_unqueued, worker_alive
 from tests.waiting import wait_for
 
 

@@ -173,7 +173,7 @@ def test_endpoint_limit_lists_endpoints_and_recovers(auth_client, db, stripe_dou
 
 def test_stripe_refusal_after_the_count_check_is_handled(app, db, stripe_double, stripe_key, monkeypatch):
     """Another app may add an endpoint between our count and our create: Stripe's refusal is caught."""
-    from webapp.stripe_sync import provisioning
+    from webapp.stripe_sync.connect import endpoints as provisioning
     from webapp.stripe_sync.client import make_client
 
     _fill_endpoints(stripe_key, stripe_double, ours=0, foreign=16)
@@ -207,7 +207,7 @@ def test_no_public_base_url_warns_but_finishes(app, auth_client, db, stripe_doub
 
 
 def test_failed_store_removes_the_endpoint_again(auth_client, db, stripe_double, stripe_key, monkeypatch):
-    from webapp.stripe_sync import connect
+    from webapp.stripe_sync.connect import flow as connect
 
     draft, _ = start(auth_client, stripe_key)
     choose(auth_client, draft)

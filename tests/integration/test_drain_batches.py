@@ -8,10 +8,11 @@ from sqlalchemy import func, select
 from tests.integration.test_scale_faults import customer_events
 from webapp.crm.models import Contact
 from webapp.redis_queue import get_queue
-from webapp.stripe_sync import batch, contact_sync, pending
-from webapp.stripe_sync.dispatch import job_id_for
+from webapp.stripe_sync.apply import contacts as contact_sync
+from webapp.stripe_sync.queue import drain as batch, pending
+from webapp.stripe_sync.queue.enqueue import job_id_for
 from webapp.stripe_sync.models import StripeEvent, SyncLog
-from webapp.stripe_sync.sweep import sweep_unqueued
+from webapp.stripe_sync.queue.sweep import sweep_unqueued
 
 
 def statuses(db) -> dict[str, tuple[str, int]]:

@@ -9,7 +9,7 @@ from sqlalchemy import delete, func, select
 from tests.conftest import EVENTS_DIR, PG_URL
 from tests.integration.conftest import start_worker, worker_env
 from webapp.redis_queue import get_queue
-from webapp.stripe_sync import pending
+from webapp.stripe_sync.queue import pending
 from webapp.crm.models import (
     Contact, ContactFieldStamp, ContactTag, EcommerceCustomer, Order, RecurringPayment, RecurringPaymentStatus,
     Tag, TriggerFired,

@@ -16,7 +16,7 @@ from tests.integration.conftest import start_worker, worker_env
 from webapp.crm.models import Contact
 from webapp.embedded_redis import RedisServer
 from webapp.stripe_sync.models import StripeEvent, SyncLog
-from webapp.stripe_sync.sweep import sweep_unqueued
+from webapp.stripe_sync.queue.sweep import sweep_unqueued
 from tests.waiting import wait_for as wait_until
 
 FAST = {"EVENT_RETRY_INTERVALS": "0,0,0,0", "STRIPE_RATE_LIMIT_BACKOFF": "0.01"}

@@ -7,7 +7,7 @@ from sqlalchemy import func, select
 from tests.integration.conftest import event_bytes, sign
 from webapp.crm.models import Contact
 from webapp.redis_queue import get_queue
-from webapp.stripe_sync import pending
+from webapp.stripe_sync.queue import pending
 from webapp.stripe_sync.models import StripeEvent, StripeResource, SyncLog, WebhookSecret
 
 

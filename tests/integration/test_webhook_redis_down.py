@@ -13,7 +13,7 @@ from webapp.config import ROOT
 from webapp.crm.service import find_contact_by_email
 from webapp.embedded_redis import RedisServer
 from webapp.stripe_sync.models import StripeEvent, SyncLog
-from webapp.stripe_sync.sweep import sweep_unqueued
+from webapp.stripe_sync.queue.sweep import sweep_unqueued
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from webapp.crm.models import (
 from webapp.crm.service import find_contact_by_email
 from webapp.stripe_sync.events import BASE_TAG, SUBSCRIPTION_EVENTS_TAG
 from webapp.stripe_sync.models import StripeEvent, SyncLog
-from webapp.stripe_sync.ordering import status_transitions
+from webapp.stripe_sync.apply.stamps import status_transitions
 
 STORY = story_files()
 EDGE = ["edge/charge.succeeded", "edge/customer.created", "edge/customer.updated"]

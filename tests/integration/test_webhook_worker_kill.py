@@ -9,9 +9,9 @@ from sqlalchemy import func, select
 from tests.integration.conftest import start_worker, worker_env
 from webapp.crm.models import Contact, ContactTag, TriggerFired
 from webapp.redis_queue import get_queue
-from webapp.stripe_sync import pending
+from webapp.stripe_sync.queue import pending
 from webapp.stripe_sync.models import StripeEvent, SyncLog
-from webapp.stripe_sync.sweep import sweep_unqueued, worker_alive
+from webapp.stripe_sync.queue.sweep import sweep_unqueued, worker_alive
 from tests.waiting import wait_for
 
 

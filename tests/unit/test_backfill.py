@@ -8,9 +8,9 @@ from datetime import datetime, timedelta, timezone
 import pytest
 import stripe
 
-from webapp.stripe_sync.backfill_batch import Record, envelope, historical_event_id
-from webapp.stripe_sync.backfill_cache import PageCache
-from webapp.stripe_sync.backfill_pages import (
+from webapp.stripe_sync.history.writer import Record, envelope, historical_event_id
+from webapp.stripe_sync.apply.contact_cache import PageCache
+from webapp.stripe_sync.history.reader import (
     HistoryReader, RateLimitedTooLong, RateLimiter, ReaderSettings, Waiter, backoff_delay, retry_after, should_retry,
 )
 from webapp.stripe_sync.models import BACKFILL_STATE_LABELS, Backfill

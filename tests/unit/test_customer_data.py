@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from webapp.stripe_sync.customer_data import CustomerData, resolve_customer_data
+from webapp.stripe_sync.apply.customer import CustomerData, resolve_customer_data
 
 FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "stripe-events"
 

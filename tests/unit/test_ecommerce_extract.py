@@ -3,7 +3,7 @@
 import json
 from pathlib import Path
 
-from webapp.stripe_sync.ecommerce import (
+from webapp.stripe_sync.apply.commerce_data import (
     order_from_checkout_session,
     recurring_payment_from_subscription,
     refund_from_charge,

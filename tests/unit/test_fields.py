@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from webapp.stripe_sync import fields
-from webapp.stripe_sync.customer_data import resolve_customer_data
+from webapp.stripe_sync.connect import fields
+from webapp.stripe_sync.apply.customer import resolve_customer_data
 
 FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "stripe-events"
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from webapp.stripe_sync.keys import (
+from webapp.stripe_sync.connect.keys import (
     ERROR_EMPTY,
     ERROR_MALFORMED,
     ERROR_PUBLISHABLE,

@@ -1,8 +1,8 @@
 """Mapping validation and endpoint helpers, without Stripe or a database."""
 from types import SimpleNamespace
 
-from webapp.stripe_sync import provisioning
-from webapp.stripe_sync.mapping import MappingRow, effective_rows, rows_from_form, validate
+from webapp.stripe_sync.connect import endpoints as provisioning
+from webapp.stripe_sync.connect.mapping import MappingRow, effective_rows, rows_from_form, validate
 
 FIELDS = {i: SimpleNamespace(id=i, key=k, label=l, type=t) for i, (k, l, t) in enumerate([
     ("email", "Email", "email"), ("first_name", "First Name", "text"), ("last_name", "Last Name", "text"),

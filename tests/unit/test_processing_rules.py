@@ -5,12 +5,12 @@ from dataclasses import dataclass
 import pytest
 import stripe
 
-from webapp.stripe_sync.contact_sync import plan_field_writes
-from webapp.stripe_sync.customer_data import CustomerData
-from webapp.stripe_sync.dispatch import job_id_for, retry_policy
-from webapp.stripe_sync.money import format_amount
-from webapp.stripe_sync.ordering import is_newer, status_transitions, subscription_update_wins
-from webapp.stripe_sync.processing import scrub, short_message
+from webapp.stripe_sync.apply.contacts import plan_field_writes
+from webapp.stripe_sync.apply.customer import CustomerData
+from webapp.stripe_sync.queue.enqueue import job_id_for, retry_policy
+from webapp.money import format_amount
+from webapp.stripe_sync.apply.stamps import is_newer, status_transitions, subscription_update_wins
+from webapp.stripe_sync.apply.batch import scrub, short_message
 from webapp.webhooks.intake import NotAnEvent, parse_event
 
 ADA = CustomerData(id="cus_1", email="ada@example.com", name="Grace Brewster Hopper", phone="+1 555",
@@ -149,7 +149,7 @@ class TestParseEvent:
 
 
 def test_a_customers_events_share_a_drain_shard():
-    from webapp.stripe_sync.pending import shard_for
+    from webapp.stripe_sync.queue.pending import shard_for
 
     customer = {"id": "evt_1", "data": {"object": {"object": "customer", "id": "cus_A"}}}
     charge = {"id": "evt_2", "data": {"object": {"object": "charge", "id": "ch_1", "customer": "cus_A"}}}

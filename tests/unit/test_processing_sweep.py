@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from webapp.stripe_sync.sweep import _why_lost, worker_alive
+from webapp.stripe_sync.queue.sweep import _why_lost, worker_alive
 
 HOST = socket.gethostname()
 

@@ -3,7 +3,7 @@ import json
 
 from tests.conftest import EVENTS_DIR
 from webapp.crm import service
-from webapp.stripe_sync import triggers
+from webapp.stripe_sync.apply import triggers
 from webapp.stripe_sync.models import StripeAccount, StripeEvent
 
 

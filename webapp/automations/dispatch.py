@@ -15,7 +15,7 @@ from rq import Queue, Retry
 
 from webapp.automations.settings import intervals, setting
 from webapp.redis_queue import get_queue
-from webapp.stripe_sync.dispatch import REDIS_DOWN
+from webapp.stripe_sync.queue.enqueue import REDIS_DOWN
 
 log = logging.getLogger(__name__)
 

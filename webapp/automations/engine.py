@@ -37,9 +37,9 @@ from webapp.automations.personalization import TAG_RE, render_email, render_subj
 from webapp.crm.models import ContactField, Order, Tag, TriggerFired
 from webapp.crm.service import ValidationError, add_tag, check_field_value, remove_tag
 from webapp.extensions import db
-from webapp.stripe_sync.dispatch import REDIS_DOWN
+from webapp.stripe_sync.queue.enqueue import REDIS_DOWN
 from webapp.stripe_sync.models import StripeEvent
-from webapp.stripe_sync.processing import short_message
+from webapp.stripe_sync.apply.batch import short_message
 from webapp.timeutil import utcnow
 
 log = logging.getLogger(__name__)

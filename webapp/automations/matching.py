@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from webapp.stripe_sync.money import format_amount, minor_digits
-from webapp.stripe_sync.triggers import (
+from webapp.money import format_amount, minor_digits
+from webapp.stripe_sync.apply.triggers import (
     MAKES_PURCHASE, RECURRING_PAYMENT_CREATED, RECURRING_PAYMENT_UPDATED, STRIPE_EVENT_RECEIVED, TRIGGERS,
 )
 

@@ -28,8 +28,8 @@ from typing import Any
 
 from markupsafe import escape
 
-from webapp.stripe_sync.ecommerce import recurring_payment_from_subscription
-from webapp.stripe_sync.money import format_amount
+from webapp.stripe_sync.apply.commerce_data import recurring_payment_from_subscription
+from webapp.money import format_amount
 
 TAG_RE = re.compile(r"%([A-Za-z][A-Za-z0-9_]*)%")
 HTML_TAG_RE = re.compile(r"<(?:[A-Za-z][A-Za-z0-9]*(?:\s[^<>]*)?|/[A-Za-z][A-Za-z0-9]*\s*)/?>")

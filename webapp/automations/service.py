@@ -33,7 +33,7 @@ from webapp.crm.service import ValidationError
 from webapp.extensions import db
 from webapp.stripe_sync.events import RESOURCES
 from webapp.stripe_sync.models import RESOURCE_DISCONNECTED, StripeResource
-from webapp.stripe_sync.triggers import MAKES_PURCHASE, STRIPE_EVENT_RECEIVED, TRIGGERS
+from webapp.stripe_sync.apply.triggers import MAKES_PURCHASE, STRIPE_EVENT_RECEIVED, TRIGGERS
 from webapp.timeutil import utcnow
 
 log = logging.getLogger(__name__)

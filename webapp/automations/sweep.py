@@ -38,7 +38,7 @@ from webapp.crm.models import TriggerFired
 from webapp.extensions import db
 from webapp.periodic import run_once_locked, start_periodic
 from webapp.redis_queue import get_queue
-from webapp.stripe_sync.sweep import worker_alive
+from webapp.stripe_sync.queue.sweep import worker_alive
 from webapp.timeutil import utcnow
 
 log = logging.getLogger(__name__)

@@ -16,9 +16,9 @@ from webapp.automations.personalization import render_email
 from webapp.crm.models import Contact
 from webapp.crm.service import ValidationError, all_tags
 from webapp.extensions import db
-from webapp.stripe_sync.dispatch import REDIS_DOWN
+from webapp.stripe_sync.queue.enqueue import REDIS_DOWN
 from webapp.stripe_sync.models import StripeEvent
-from webapp.stripe_sync.triggers import TRIGGERS
+from webapp.stripe_sync.apply.triggers import TRIGGERS
 
 log = logging.getLogger(__name__)
 bp = Blueprint("automations", __name__, url_prefix="/automations")

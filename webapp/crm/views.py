@@ -116,7 +116,7 @@ def contact_edit(contact_id):
 def contact_detail(contact_id):
     """Everything the CRM knows about one contact."""
     from webapp.stripe_sync.contact_commerce import badge_class, commerce_for_contact
-    from webapp.stripe_sync.money import format_amount
+    from webapp.money import format_amount
 
     contact = _contact_or_404(contact_id)
     return render_template("crm/contact.html", contact=contact, fields=service.custom_fields(),

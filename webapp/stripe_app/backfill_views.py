@@ -5,7 +5,7 @@ from flask import abort, render_template
 
 from webapp.extensions import db
 from webapp.stripe_app.views import bp
-from webapp.stripe_sync import backfill
+from webapp.stripe_sync.history import importer
 from webapp.stripe_sync.models import Backfill
 
 log = logging.getLogger(__name__)
@@ -14,7 +14,7 @@ log = logging.getLogger(__name__)
 @bp.app_template_global("backfill_for")
 def backfill_for(resource) -> Backfill | None:
     """The Stripe page asks per resource row; most resources have none."""
-    return backfill.latest_for(resource.id)
+    return importer.latest_for(resource.id)
 
 
 def _fragment(backfill_id: int, status: int = 200):
@@ -36,7 +36,7 @@ def backfill_cancel(backfill_id):
     """Stop the import before its next page; what was imported stays."""
     if db.session.get(Backfill, backfill_id) is None:
         abort(404)
-    backfill.request_cancel(backfill_id)
+    importer.request_cancel(backfill_id)
     return _fragment(backfill_id)
 
 
@@ -45,6 +45,6 @@ def backfill_resume(backfill_id):
     """Continue a failed or cancelled import from its last saved page."""
     if db.session.get(Backfill, backfill_id) is None:
         abort(404)
-    if not backfill.resume(backfill_id):
+    if not importer.resume(backfill_id):
         return _fragment(backfill_id, 409)
     return _fragment(backfill_id)

@@ -7,11 +7,12 @@ from sqlalchemy import func, select
 
 from webapp.extensions import db
 from webapp.stripe_app.views import _htmx_redirect, _modal, bp, connected_accounts
-from webapp.stripe_sync import connect, disconnect, synclog
+from webapp.stripe_sync import synclog
+from webapp.stripe_sync.connect import disconnect, flow
 from webapp.stripe_sync.client import StripeProblem, client_for_account, describe
 from webapp.stripe_sync.events import ALL_EVENT_TYPES
-from webapp.stripe_sync.fields import NAME_SPLIT_NOTE, collect_metadata_keys
-from webapp.stripe_sync.mapping import choices, rows_from_form, rows_from_mappings
+from webapp.stripe_sync.connect.fields import NAME_SPLIT_NOTE, collect_metadata_keys
+from webapp.stripe_sync.connect.mapping import choices, rows_from_form, rows_from_mappings
 from webapp.stripe_sync.models import (
     OUTCOMES, RESOURCE_DISCONNECTED, ResourceCounter, StripeAccount, StripeResource, SyncLog,
 )
@@ -69,7 +70,7 @@ def log_detail(log_id):
 @bp.route("/stripe/log/<int:log_id>/retry", methods=["POST"])
 def log_retry(log_id):
     """Enqueue a failed event again; the live log then shows the new attempt."""
-    from webapp.stripe_sync.dispatch import REDIS_DOWN, retry_event
+    from webapp.stripe_sync.queue.enqueue import REDIS_DOWN, retry_event
 
     row = db.get_or_404(SyncLog, log_id)
     if not synclog.can_retry(row):
@@ -115,23 +116,23 @@ def _mapping_editor(res, rows, status=200, general=None, metadata_keys=None):
     metadata_keys = _metadata_keys(res) if metadata_keys is None else metadata_keys
     return _modal("apps/_edit_mapping.html", status, resource=res, rows=rows, general=general or [],
                   stripe_choices=choices(metadata_keys), metadata_keys=metadata_keys,
-                  crm_fields=connect.crm_fields().values(), name_note=NAME_SPLIT_NOTE,
-                  email_field_id=connect.email_field_id())
+                  crm_fields=flow.crm_fields().values(), name_note=NAME_SPLIT_NOTE,
+                  email_field_id=flow.email_field_id())
 
 
 @bp.route("/stripe/resources/<int:resource_id>/mapping", methods=["GET"])
 def mapping_edit(resource_id):
     """Click a resource: its mapping rows, the same fragments as in the connect flow."""
     res = _resource_or_404(resource_id)
-    return _mapping_editor(res, rows_from_mappings(res.mappings, connect.email_field_id()))
+    return _mapping_editor(res, rows_from_mappings(res.mappings, flow.email_field_id()))
 
 
 @bp.route("/stripe/resources/<int:resource_id>/mapping", methods=["POST"])
 def mapping_save(resource_id):
     """"Finish": new events use the new mapping; contacts synced before are not touched."""
     res = _resource_or_404(resource_id)
-    rows = rows_from_form(request.form, connect.email_field_id())
-    result = connect.save_mapping(res, rows)
+    rows = rows_from_form(request.form, flow.email_field_id())
+    result = flow.save_mapping(res, rows)
     if not result.ok:
         return _mapping_editor(res, result.rows, 422, result.general, request.form.getlist("meta"))
     flash(f"Field mapping for {res.name} updated. Events from now on use it; contacts synced before keep "

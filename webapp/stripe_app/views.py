@@ -9,11 +9,11 @@ from webapp import apps_registry
 from webapp.extensions import db
 from webapp.crypto import decrypt
 from webapp.settings.views import public_base_configured, public_base_url
-from webapp.stripe_sync import connect, provisioning
+from webapp.stripe_sync.connect import endpoints as provisioning, flow
 from webapp.stripe_sync.client import StripeProblem, client_for_account, describe, make_client
 from webapp.stripe_sync.events import resource_choices
-from webapp.stripe_sync.fields import NAME_SPLIT_NOTE
-from webapp.stripe_sync.mapping import ROLE_EXTRA, MappingRow, choices, default_rows, rows_from_form
+from webapp.stripe_sync.connect.fields import NAME_SPLIT_NOTE
+from webapp.stripe_sync.connect.mapping import ROLE_EXTRA, MappingRow, choices, default_rows, rows_from_form
 from webapp.stripe_sync.models import ACCOUNT_CONNECTED, SYNC_TYPES, StripeAccount, StripeResource
 
 log = logging.getLogger(__name__)
@@ -84,24 +84,24 @@ def connect_start():
 def connect_key():
     """Check the key with Stripe; errors go next to the field, and the typed key stays in the browser."""
     try:
-        draft = connect.start_draft(current_user.id, request.form.get("secret_key"))
-    except connect.KeyRejected as exc:
+        draft = flow.start_draft(current_user.id, request.form.get("secret_key"))
+    except flow.KeyRejected as exc:
         return render_template("apps/_connect_key_error.html", error=str(exc)), 422
-    except connect.AlreadyConnected as exc:
+    except flow.AlreadyConnected as exc:
         return render_template("apps/_connect_key_error.html", error=str(exc), existing=exc.account), 422
     return _modal("apps/_connect_resource.html", draft=draft, **_resource_ctx(draft))
 
 
 def _resource_ctx(draft, errors=None):
     """What the resource step needs: resources not yet connected, sync types, errors."""
-    taken = connect.connected_kinds(draft.stripe_account_id)
+    taken = flow.connected_kinds(draft.stripe_account_id)
     return {"resources": [(k, n) for k, n in resource_choices() if k not in taken],
             "sync_types": SYNC_TYPES, "errors": errors or {}}
 
 
 def _draft_or_gone():
     """The draft named by the form, or a message that the flow must restart."""
-    draft = connect.load_draft(request.values.get("draft"), current_user.id)
+    draft = flow.load_draft(request.values.get("draft"), current_user.id)
     if draft is None:
         return None, _modal("apps/_connect_expired.html", 410)
     return draft, None
@@ -115,19 +115,19 @@ def connect_resource():
     draft, gone = _draft_or_gone()
     if gone:
         return gone
-    errors = connect.choose_resource(draft, request.form.get("kind"), request.form.get("sync_type"),
+    errors = flow.choose_resource(draft, request.form.get("kind"), request.form.get("sync_type"),
                                      request.form.get("trigger_historical") == "1")
     if errors:
         return _modal("apps/_connect_resource.html", 422, draft=draft, chosen=request.form, **_resource_ctx(draft, errors))
-    rows = default_rows(connect.email_field_id())
+    rows = default_rows(flow.email_field_id())
     return _modal("apps/_connect_mapping.html", **_mapping_ctx(draft, rows))
 
 
 def _mapping_ctx(draft, rows, general=None, limit=None):
     """What the mapping step needs to render its rows."""
     return {"draft": draft, "rows": rows, "general": general or [], "limit": limit,
-            "stripe_choices": choices(draft.metadata_keys or ()), "crm_fields": connect.crm_fields().values(),
-            "name_note": NAME_SPLIT_NOTE, "email_field_id": connect.email_field_id(),
+            "stripe_choices": choices(draft.metadata_keys or ()), "crm_fields": flow.crm_fields().values(),
+            "name_note": NAME_SPLIT_NOTE, "email_field_id": flow.email_field_id(),
             "resource_name": dict(resource_choices()).get(draft.kind, ""),
             "base_warning": provisioning.base_url_warning(public_base_url(), public_base_configured())}
 
@@ -141,11 +141,11 @@ def mapping_row():
     row = MappingRow(role if role in ("email", "id", "extra") else ROLE_EXTRA,
                      request.args.get("stripe_field", ""), int(raw_field) if raw_field.isdigit() else None)
     if row.role == "email":
-        row.field_id = connect.email_field_id()
+        row.field_id = flow.email_field_id()
     template = "apps/_mapping_note.html" if request.args.get("part") == "note" else "apps/_mapping_row.html"
     return render_template(template, row=row, stripe_choices=choices(metadata_keys or ()),
-                           crm_fields=connect.crm_fields().values(), name_note=NAME_SPLIT_NOTE,
-                           email_field_id=connect.email_field_id())
+                           crm_fields=flow.crm_fields().values(), name_note=NAME_SPLIT_NOTE,
+                           email_field_id=flow.email_field_id())
 
 
 # --- step 3: finish ------------------------------------------------------------------------------
@@ -158,9 +158,9 @@ def connect_finish():
         return gone
     if not draft.kind:
         return _modal("apps/_connect_resource.html", 422, draft=draft, chosen={}, **_resource_ctx(draft))
-    rows = rows_from_form(request.form, connect.email_field_id())
+    rows = rows_from_form(request.form, flow.email_field_id())
     try:
-        result, res = connect.finish(draft, rows, public_base_url())
+        result, res = flow.finish(draft, rows, public_base_url())
     except provisioning.EndpointLimitReached as exc:
         return _modal("apps/_connect_mapping.html", 422,
                       **_mapping_ctx(draft, rows, limit=_limit_ctx(exc.endpoints)))
@@ -226,7 +226,7 @@ def connect_new_resource(account_id):
     if account is None or account.status != ACCOUNT_CONNECTED:
         abort(404)
     try:
-        draft = connect.draft_for_account(current_user.id, account)
+        draft = flow.draft_for_account(current_user.id, account)
     except StripeProblem as exc:
         return _modal("apps/_connect_expired.html", 422, message=exc.message)
     return _modal("apps/_connect_resource.html", draft=draft, **_resource_ctx(draft))

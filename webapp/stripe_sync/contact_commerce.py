@@ -9,7 +9,7 @@ from sqlalchemy.orm import selectinload
 from webapp.crm.models import EcommerceCustomer, Order, RecurringPayment
 from webapp.extensions import db
 from webapp.stripe_sync.models import StripeAccount, SyncLog
-from webapp.stripe_sync.ordering import Transition, status_transitions
+from webapp.stripe_sync.apply.stamps import Transition, status_transitions
 
 ACTIVITY_LIMIT = 50
 STATUS_BADGES = {

@@ -27,7 +27,7 @@ from sqlalchemy.orm import joinedload
 
 from webapp.crypto import SecretUnreadable, decrypt
 from webapp.extensions import db
-from webapp.stripe_sync.dispatch import REDIS_DOWN, queue_events
+from webapp.stripe_sync.queue.enqueue import REDIS_DOWN, queue_events
 from webapp.stripe_sync.events import events_for_resource, resource
 from webapp.stripe_sync.models import (
     ACCOUNT_DISCONNECTED, EVENT_IGNORED, EVENT_QUEUED, EVENT_RECEIVED, OUTCOME_IGNORED,

@@ -3,7 +3,7 @@ import json
 
 from flask import Blueprint, current_app, request
 
-from webapp.stripe_sync.sweep import sweep_command
+from webapp.stripe_sync.queue.sweep import sweep_command
 from webapp.webhooks import intake
 
 # cli_group=None puts the blueprint's commands at the top level: `flask --app app stripe-sweep`.

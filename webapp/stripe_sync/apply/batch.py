@@ -37,21 +37,21 @@ from sqlalchemy.exc import IntegrityError, OperationalError, StatementError
 from webapp.crm.models import Contact
 from webapp.crm.service import ValidationError, normalise_email
 from webapp.extensions import db
-from webapp.stripe_sync import contact_sync, handlers
+from webapp.stripe_sync.apply import commerce as handlers, contacts as contact_sync
 from webapp.stripe_sync.client import describe
-from webapp.stripe_sync.customer_data import NO_EMAIL_REASON, CustomerData, resolve_customer_data
-from webapp.stripe_sync.customer_fetch import customer_fetcher
+from webapp.stripe_sync.apply.customer import NO_EMAIL_REASON, CustomerData, resolve_customer_data
+from webapp.stripe_sync.apply.customer_fetch import customer_fetcher
 from webapp.stripe_sync.events import Effect, effect_for_event, tags_for_event
 from webapp.stripe_sync.models import (
     EVENT_FAILED, EVENT_IGNORED, EVENT_PROCESSED, EVENT_SKIPPED, OUTCOME_CREATED, OUTCOME_FAILED,
     OUTCOME_SKIPPED, OUTCOME_UPDATED, StripeAccount, StripeEvent, StripeResource, SyncLog,
 )
 from webapp.stripe_sync.sync_settings import max_attempts
-from webapp.stripe_sync.triggers import STRIPE_EVENT_RECEIVED, fire_trigger
+from webapp.stripe_sync.apply.triggers import STRIPE_EVENT_RECEIVED, fire_trigger
 from webapp.timeutil import utcnow
 
 if TYPE_CHECKING:
-    from webapp.stripe_sync.backfill_cache import PageCache
+    from webapp.stripe_sync.apply.contact_cache import PageCache
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ import logging
 from sqlalchemy import update
 
 from webapp.extensions import db
-from webapp.stripe_sync import provisioning
+from webapp.stripe_sync.connect import endpoints
 from webapp.stripe_sync.client import StripeProblem, client_for_account
 from webapp.stripe_sync.models import (
     ACCOUNT_CONNECTED, ACCOUNT_DISCONNECTED, RESOURCE_DISCONNECTED, RESOURCE_DISCONNECTING, StripeAccount,
@@ -36,7 +36,7 @@ def disconnect_resource(resource: StripeResource) -> None:
     db.session.refresh(resource)
     if resource.webhook_endpoint_id:
         try:
-            provisioning.delete_endpoint(client_for_account(resource.account), resource.webhook_endpoint_id)
+            endpoints.delete_endpoint(client_for_account(resource.account), resource.webhook_endpoint_id)
         except StripeProblem as exc:
             resource.status_reason = ("Stripe could not confirm the removal, so its webhook endpoint may still "
                                       f"exist and send events. {exc.message} Retry the removal.")

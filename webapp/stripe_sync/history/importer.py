@@ -3,7 +3,7 @@
 A Backfill row is the import: its state (queued, running, paused by rate limit, finished, failed,
 cancelled), its cursor (the last record of the last saved page) and its counts. The RQ job
 `webapp.jobs.run_backfill(id)` pages through Stripe's list API newest first (backfill_pages.py) and
-writes each page in one transaction that also moves the cursor (backfill_batch.py). Decisions:
+writes each page in one transaction that also moves the cursor (writer.py). Decisions:
 - One job at a time owns an import: the row names its RQ job id, and every page's transaction
   checks it first. Whoever queues a job (start, resume, a slice's continuation, the sweep) writes the
   new id before enqueueing, so a replaced job can never save a page.
@@ -34,19 +34,19 @@ from sqlalchemy import select, update
 
 from webapp.extensions import db
 from webapp.redis_queue import get_queue, get_redis
-from webapp.stripe_sync import backfill_batch
-from webapp.stripe_sync.backfill_pages import (
+from webapp.stripe_sync.history import writer
+from webapp.stripe_sync.history.reader import (
     BackfillStop, CustomerLookup, HistoryReader, RateLimitedTooLong, RateLimiter, ReaderSettings, Waiter,
 )
 from webapp.stripe_sync.backfill_settings import max_rps, setting
 from webapp.stripe_sync.client import StripeProblem, client_for_account, describe
-from webapp.stripe_sync.dispatch import REDIS_DOWN, enqueue_event
+from webapp.stripe_sync.queue.enqueue import REDIS_DOWN, enqueue_event
 from webapp.stripe_sync.events import historical_event_type
 from webapp.stripe_sync.models import (
     BACKFILL_ACTIVE, BACKFILL_CANCELLED, BACKFILL_FAILED, BACKFILL_FINISHED, BACKFILL_PAUSED, BACKFILL_QUEUED,
     BACKFILL_RUNNING, RESOURCE_DISCONNECTED, SYNC_HISTORICAL, Backfill, StripeAccount, StripeResource,
 )
-from webapp.stripe_sync.processing import prepare_object
+from webapp.stripe_sync.apply.batch import prepare_object
 from webapp.stripe_sync.sync_settings import max_attempts
 from webapp.timeutil import utcnow
 
@@ -176,7 +176,7 @@ def run_backfill(backfill_id: int) -> str:
     except BackfillStop as stop:
         db.session.rollback()
         return str(stop)
-    except backfill_batch.Superseded:
+    except writer.Superseded:
         log.info("Backfill %s: job %s was replaced; stopping", backfill_id, run.token)
         return "superseded"
     except (stripe.StripeError, StripeProblem, RateLimitedTooLong) as exc:
@@ -288,10 +288,10 @@ def _import(run: Run) -> str:
         check(run)
         page = reader.fetch(run.cursor, run.cursor_created)
         records = prepare_records(run.kind, page.objects, lookup if lookup.usable else None)
-        job = backfill_batch.PageJob(backfill_id=run.backfill_id, token=run.token, resource_id=run.resource_id,
+        job = writer.PageJob(backfill_id=run.backfill_id, token=run.token, resource_id=run.resource_id,
                                      account_id=run.account_id, livemode=run.livemode, kind=run.kind,
                                      page_number=run.pages + 1, run_started=run.started, run_records=run.records)
-        result = backfill_batch.write_page(job, records, run.cursor, run.cursor_created)
+        result = writer.write_page(job, records, run.cursor, run.cursor_created)
         run.pages += 1
         run.records += result.total
         if records:
@@ -305,11 +305,11 @@ def _import(run: Run) -> str:
             return _continue_later(run)
 
 
-def prepare_records(kind: str, objects: list[dict], fetch) -> list[backfill_batch.Record]:
+def prepare_records(kind: str, objects: list[dict], fetch) -> list[writer.Record]:
     """Each object as the event it replays, with its customer resolved (outside any transaction)."""
     records = []
     for obj in objects:
-        record = backfill_batch.Record(obj=obj, event_id=backfill_batch.historical_event_id(kind, obj["id"]),
+        record = writer.Record(obj=obj, event_id=writer.historical_event_id(kind, obj["id"]),
                                        event_type=historical_event_type(kind, obj))
         if record.event_type is not None:
             try:
@@ -320,7 +320,7 @@ def prepare_records(kind: str, objects: list[dict], fetch) -> list[backfill_batc
     return records
 
 
-def _after_page(run: Run, result: backfill_batch.PageResult) -> None:
+def _after_page(run: Run, result: writer.PageResult) -> None:
     """After the commit: metrics, and retries for records that failed, as for a failed webhook."""
     from webapp.metrics import BACKFILL_RECORDS
 
@@ -376,7 +376,7 @@ def recover_lost(cutoff, queue) -> int:
     """Imports whose job can no longer finish them (worker died, job lost): queue a new job from the cursor."""
     from rq.job import Job
 
-    from webapp.stripe_sync.sweep import _why_lost
+    from webapp.stripe_sync.queue.sweep import _why_lost
 
     rows = db.session.execute(
         select(Backfill.id, Backfill.job_id, Backfill.lost)

@@ -11,12 +11,13 @@ from sqlalchemy import select
 from webapp.crm.models import ContactField
 from webapp.crypto import decrypt, encrypt
 from webapp.extensions import db
-from webapp.stripe_sync import backfill, provisioning
+from webapp.stripe_sync.connect import endpoints
+from webapp.stripe_sync.history import importer
 from webapp.stripe_sync.client import StripeProblem, describe, make_client
 from webapp.stripe_sync.events import RESOURCE_KINDS
-from webapp.stripe_sync.fields import collect_metadata_keys
-from webapp.stripe_sync.keys import classify_key, mask_key
-from webapp.stripe_sync.mapping import MappingResult, effective_rows, validate
+from webapp.stripe_sync.connect.fields import collect_metadata_keys
+from webapp.stripe_sync.connect.keys import classify_key, mask_key
+from webapp.stripe_sync.connect.mapping import MappingResult, effective_rows, validate
 from webapp.stripe_sync.models import (
     ACCOUNT_CONNECTED, RESOURCE_ACTIVE, RESOURCE_DISCONNECTED, RESOURCE_NEEDS_ATTENTION, SYNC_TYPES, ConnectDraft, FieldMapping,
     StripeAccount, StripeResource, WebhookSecret,
@@ -168,11 +169,11 @@ def finish(draft: ConnectDraft, rows, base_url: str) -> tuple[MappingResult, Str
     key = decrypt(account.secret_key_enc if account else draft.secret_key_enc)
     client = make_client(key)
     token = secrets.token_urlsafe(32)
-    url = provisioning.webhook_url(base_url, token)
+    url = endpoints.webhook_url(base_url, token)
     status, reason = RESOURCE_ACTIVE, None
     try:
-        endpoint_id, signing_secret = provisioning.create_endpoint(client, draft.kind, url, draft.livemode)
-    except provisioning.UnreachableUrl:
+        endpoint_id, signing_secret = endpoints.create_endpoint(client, draft.kind, url, draft.livemode)
+    except endpoints.UnreachableUrl:
         # Stripe will not register a private address; keep the connection and say what to do.
         endpoint_id, signing_secret = None, None
         status = RESOURCE_NEEDS_ATTENTION
@@ -206,12 +207,12 @@ def finish(draft: ConnectDraft, rows, base_url: str) -> tuple[MappingResult, Str
         log.exception("storing the connection failed; removing endpoint %s from Stripe", endpoint_id)
         try:
             if endpoint_id:
-                provisioning.delete_endpoint(client, endpoint_id)
+                endpoints.delete_endpoint(client, endpoint_id)
         except (stripe.StripeError, StripeProblem):
             log.error("could not remove endpoint %s after a failed connection", endpoint_id)
         raise
     log.info("connected %s for Stripe account %s (resource %s)", res.kind, account.stripe_account_id, res.id)
-    backfill.start_if_historical(res)  # existing records import in the background; never fails the connection
+    importer.start_if_historical(res)  # existing records import in the background; never fails the connection
     return result, res
 
 

@@ -43,9 +43,9 @@ from sqlalchemy import and_, or_, select, update
 from webapp.extensions import db
 from webapp.periodic import run_once_locked, start_periodic
 from webapp.redis_queue import get_queue
-from webapp.stripe_sync.backfill import recover_lost as recover_backfills
-from webapp.stripe_sync import pending
-from webapp.stripe_sync.dispatch import enqueue_event, job_id_for, queue_events
+from webapp.stripe_sync.history.importer import recover_lost as recover_backfills
+from webapp.stripe_sync.queue import pending
+from webapp.stripe_sync.queue.enqueue import enqueue_event, job_id_for, queue_events
 from webapp.stripe_sync.models import (
     EVENT_FAILED, EVENT_QUEUED, EVENT_RECEIVED, OUTCOME_FAILED, StripeEvent, SyncLog,
 )

@@ -47,7 +47,7 @@ def queue_events(row_ids: list[int], queue: Queue | None = None, event: dict | N
     """Hand events to a drain job, or to a job each when batching is off (EVENT_BATCH_SIZE 1); Redis
     errors propagate so the caller decides what "down" means. With the parsed `event` (intake), its
     customer picks the drain shard; without (the sweep), the row id does."""
-    from webapp.stripe_sync import pending
+    from webapp.stripe_sync.queue import pending
 
     queue = queue or get_queue()
     if batch_size() > 1:

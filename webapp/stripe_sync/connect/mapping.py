@@ -1,7 +1,7 @@
 """Field-mapping rows: parse them from a form, validate them, store them on a resource."""
 from dataclasses import dataclass, field as dc_field
 
-from webapp.stripe_sync.fields import (
+from webapp.stripe_sync.connect.fields import (
     is_known_key, label_for, metadata_key, misfit_reason, stripe_field_choices, value_fits,
 )
 

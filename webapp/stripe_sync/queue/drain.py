@@ -25,16 +25,16 @@ from datetime import timedelta
 from sqlalchemy import bindparam, insert, update
 
 from webapp.extensions import db
-from webapp.stripe_sync import pending
-from webapp.stripe_sync.backfill_batch import EventRef, _bump_counters
-from webapp.stripe_sync.backfill_cache import prefetch
-from webapp.stripe_sync.customer_fetch import customer_fetcher
-from webapp.stripe_sync.dispatch import JOB_FUNC, enqueue_event, job_id_for, retry_policy
+from webapp.stripe_sync.queue import pending
+from webapp.stripe_sync.history.writer import EventRef, _bump_counters
+from webapp.stripe_sync.apply.contact_cache import prefetch
+from webapp.stripe_sync.apply.customer_fetch import customer_fetcher
+from webapp.stripe_sync.queue.enqueue import JOB_FUNC, enqueue_event, job_id_for, retry_policy
 from webapp.stripe_sync.events import effect_for_event, tags_for_event
 from webapp.stripe_sync.models import (
     EVENT_PROCESSED, EVENT_SKIPPED, OUTCOME_SKIPPED, StripeAccount, StripeEvent, StripeResource, SyncLog,
 )
-from webapp.stripe_sync.processing import (
+from webapp.stripe_sync.apply.batch import (
     DONE_STATUSES, Prepared, _record_failure, _write, apply_to_crm, commit_with_replays, prepare_object,
 )
 from webapp.stripe_sync.sync_settings import batch_size, max_attempts, retry_intervals, setting

@@ -29,13 +29,13 @@ from sqlalchemy.exc import IntegrityError
 
 from webapp.crm.models import Contact, EcommerceCustomer, Order, RecurringPayment, RecurringPaymentStatus
 from webapp.extensions import db
-from webapp.stripe_sync.ecommerce import (
+from webapp.stripe_sync.apply.commerce_data import (
     order_from_checkout_session, recurring_payment_from_subscription, refund_from_charge,
 )
 from webapp.stripe_sync.models import StripeEvent
-from webapp.stripe_sync.money import format_amount
-from webapp.stripe_sync.ordering import is_newer, subscription_update_wins
-from webapp.stripe_sync.triggers import (
+from webapp.money import format_amount
+from webapp.stripe_sync.apply.stamps import is_newer, subscription_update_wins
+from webapp.stripe_sync.apply.triggers import (
     MAKES_PURCHASE, RECURRING_PAYMENT_CREATED, RECURRING_PAYMENT_UPDATED, fire_trigger,
 )
 

@@ -34,7 +34,7 @@ from sqlalchemy import bindparam, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from webapp.extensions import db
-from webapp.stripe_sync.backfill_cache import prefetch
+from webapp.stripe_sync.apply.contact_cache import prefetch
 from webapp.stripe_sync.client import STRIPE_API_VERSION
 from webapp.stripe_sync.events import tags_for_event
 from webapp.stripe_sync.models import (
@@ -42,7 +42,7 @@ from webapp.stripe_sync.models import (
     OUTCOME_FAILED, OUTCOME_IGNORED, OUTCOME_SKIPPED, OUTCOME_UPDATED, Backfill, ResourceCounter, StripeEvent,
     StripeResource, SyncLog, COUNTER_SHARDS,
 )
-from webapp.stripe_sync.processing import (
+from webapp.stripe_sync.apply.batch import (
     DONE_STATUSES, TRANSACTION_TRIES, Prepared, _log, _transient, apply_to_crm, short_message, traceback_summary,
 )
 from webapp.stripe_sync.sync_settings import max_attempts

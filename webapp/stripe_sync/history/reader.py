@@ -33,7 +33,7 @@ from math import ceil
 
 import stripe
 
-from webapp.stripe_sync.customer_fetch import customer_fetcher
+from webapp.stripe_sync.apply.customer_fetch import customer_fetcher
 from webapp.stripe_sync.events import resource as resource_spec
 
 log = logging.getLogger(__name__)
@@ -86,7 +86,7 @@ class RateLimiter:
 
     def _reserve(self, hold_ms: int) -> float:
         """Seconds until the reserved slot (Redis), or the same computed locally when Redis is away."""
-        from webapp.stripe_sync.dispatch import REDIS_DOWN
+        from webapp.stripe_sync.queue.enqueue import REDIS_DOWN
 
         if self._script is not None:
             try:

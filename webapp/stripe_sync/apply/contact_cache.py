@@ -25,8 +25,8 @@ from sqlalchemy.orm import selectinload
 from webapp.crm.models import Contact, ContactField, ContactFieldStamp, ContactTag
 from webapp.crm.service import get_or_create_tag
 from webapp.extensions import db
-from webapp.stripe_sync.contact_sync import COLUMN_LIMITS
-from webapp.stripe_sync.ordering import Stamp, is_newer
+from webapp.stripe_sync.apply.contacts import COLUMN_LIMITS
+from webapp.stripe_sync.apply.stamps import Stamp, is_newer
 from webapp.timeutil import utcnow
 
 
@@ -100,7 +100,7 @@ class PageCache:
             db.session.execute(insert(ContactTag.__table__), self.new_links)
             self.new_links = []
         if self.new_firings:
-            from webapp.stripe_sync.triggers import insert_firings
+            from webapp.stripe_sync.apply.triggers import insert_firings
 
             insert_firings(self.new_firings)
             self.new_firings = []

@@ -32,12 +32,12 @@ from webapp.crm.service import (
     ValidationError, check_field_value, find_contact_by_email, get_or_create_tag, set_custom_value,
 )
 from webapp.extensions import db
-from webapp.stripe_sync.fields import extract_value, split_name
-from webapp.stripe_sync.ordering import Stamp, is_newer
+from webapp.stripe_sync.connect.fields import extract_value, split_name
+from webapp.stripe_sync.apply.stamps import Stamp, is_newer
 from webapp.timeutil import utcnow
 
 if TYPE_CHECKING:
-    from webapp.stripe_sync.backfill_cache import PageCache
+    from webapp.stripe_sync.apply.contact_cache import PageCache
 
 log = logging.getLogger(__name__)
 

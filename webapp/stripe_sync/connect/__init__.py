@@ -1,0 +1,1 @@
+"""Connecting a Stripe account: key check, Stripe fields, mapping, webhook endpoints, disconnect."""

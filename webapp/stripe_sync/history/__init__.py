@@ -1,0 +1,1 @@
+"""Importing a resource's existing Stripe records: the import job, the list reader, the page writer."""

@@ -1,0 +1,1 @@
+"""Getting recorded events to a worker: enqueue, pending sets, drain jobs, the sweep."""
