@@ -15,10 +15,10 @@ from rq import Queue, SimpleWorker, Worker
 
 from webapp import create_app
 from webapp.gc_pauses import freeze_startup_objects
-from webapp.automations.sweep import start_periodic_sweep as start_automation_sweep
-from webapp.automations.sweep import sweep_automations
+from webapp.automations import sweep as automation_sweep
+from webapp.periodic import start_periodic
 from webapp.redis_queue import get_queue
-from webapp.stripe_sync.queue.sweep import start_periodic_sweep, sweep_unqueued
+from webapp.stripe_sync.queue import sweep as event_sweep
 
 log = logging.getLogger("worker")
 
@@ -42,10 +42,13 @@ def main(argv=None) -> None:
     with app.app_context():
         if not args.no_sweep:
             if args.burst:
-                sweep_unqueued()
-                sweep_automations()
+                event_sweep.sweep_unqueued()
+                automation_sweep.sweep_automations()
             else:
-                stops = [start_periodic_sweep(app), start_automation_sweep(app)]
+                stops = [start_periodic(app, "Stripe event sweep", event_sweep.LOCK_KEY, "EVENT_SWEEP_INTERVAL",
+                                        event_sweep.sweep_unqueued),
+                         start_periodic(app, "Automation sweep", automation_sweep.LOCK_KEY,
+                                        "AUTOMATION_SWEEP_INTERVAL", automation_sweep.sweep_automations)]
         # The worker blocks on Redis for minutes waiting for jobs, so its own connection has no read
         # timeout (the app's connection times out after 5 s, right for web requests and enqueues).
         conn = Redis.from_url(app.config["REDIS_URL"], socket_connect_timeout=5, socket_keepalive=True,

@@ -18,7 +18,7 @@ import requests
 from sqlalchemy import create_engine, event, func, insert, select, text
 
 from bench.stack import Stack, _sqlalchemy_url
-from tests.conftest import csrf_from
+from tests.helpers import csrf_from
 
 log = logging.getLogger("bench.pages")
 EMAIL = "bench-admin@example.test"

@@ -1,27 +1,32 @@
-"""Fixtures every test layer shares: a migrated database, a real Redis, a real RQ worker,
-the app served on loopback, and a logged-in Chromium page."""
+"""Fixtures every test layer shares: a migrated database, a real Redis, a real RQ worker, connected
+Stripe resources and signed event posts, the app served on loopback, and a logged-in Chromium page.
+Plain helpers live in tests/helpers.py."""
 import base64
 import hashlib
 import os
-import re
+import secrets as secrets_module
 import shutil
 import threading
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 from werkzeug.serving import make_server
 
+from tests.helpers import ACCOUNT_ID, PG_URL, csrf_from, event_path, sign
 from webapp import create_app
 from webapp.config import HTMX_CDN_URL, HTMX_SRI, ROOT
 from webapp.embedded_redis import RedisServer
 
-SHARED = ROOT.parent / "shared"
-EVENTS_DIR = SHARED / "stripe-events"
 CACHE = ROOT / "tests" / ".cache"
 HTMX_FILE = CACHE / "htmx.min.js"
 ADMIN_EMAIL = "admin@example.com"
 ADMIN_PASSWORD = "correct horse battery"
+# Where an app on the database alone sends Redis and Stripe calls: a closed port, so a stray one fails at once.
+NO_REDIS = "redis://127.0.0.1:1/0"
+NO_STRIPE = "http://127.0.0.1:1"
 
 
 # --- Redis and database ---------------------------------------------------------------------
@@ -34,9 +39,17 @@ def redis_server():
     server.stop()
 
 
-# With TEST_DATABASE_URL (a PostgreSQL server, as scripts/test starts one) every test gets a fresh
-# database cloned from a migrated template; without it, a copy of a migrated SQLite file.
-PG_URL = os.environ.get("TEST_DATABASE_URL", "")
+@pytest.fixture
+def empty_redis(redis_server):
+    """The process's redis-server emptied, so no test sees another's queue or rate limits."""
+    import redis
+
+    redis.Redis.from_url(redis_server.url).flushdb()
+    return redis_server
+
+
+# With TEST_DATABASE_URL (PG_URL, a PostgreSQL server, as scripts/test starts one) every test gets a
+# fresh database cloned from a migrated template; without it, a copy of a migrated SQLite file.
 WORKER = os.environ.get("PYTEST_XDIST_WORKER", "main")
 
 
@@ -57,7 +70,7 @@ def _migrate(url: str, instance: Path) -> None:
     from flask_migrate import upgrade
 
     app = create_app({"DATABASE_URL": url, "SECRET_KEY": "t", "ENCRYPTION_KEY": _fernet_key(),
-                      "INSTANCE_PATH": str(instance), "REDIS_URL": "redis://127.0.0.1:1/0"})
+                      "INSTANCE_PATH": str(instance), "REDIS_URL": NO_REDIS})
     with app.app_context():
         upgrade(directory=str(ROOT / "migrations"), revision="heads")
         from webapp.extensions import db
@@ -102,7 +115,7 @@ def _fernet_key() -> str:
 
 @pytest.fixture
 def stripe_double():
-    """Our Stripe double on loopback; every app in tests points STRIPE_API_BASE at it."""
+    """Our Stripe double on loopback; app_config points STRIPE_API_BASE at it."""
     from tests.stripe_double import StripeDouble
 
     double = StripeDouble()
@@ -128,17 +141,29 @@ def stripe_key(stripe_double):
 
 
 @pytest.fixture
-def app_config(tmp_path, database_url, redis_server, stripe_double):
-    """The test mapping for create_app; tests may tweak it before the app fixture builds."""
+def database_config(tmp_path, database_url):
+    """The create_app mapping for an app on a fresh migrated database alone: no Redis, no Stripe double."""
     return {
         "TESTING": True,
         "DATABASE_URL": database_url,
-        "REDIS_URL": redis_server.url,
+        "REDIS_URL": NO_REDIS,
         "SECRET_KEY": "test-secret",
         "ENCRYPTION_KEY": _fernet_key(),
         "INSTANCE_PATH": str(tmp_path),
         "PUBLIC_BASE_URL": "https://crm.example.test",
-        "RATELIMIT_STORAGE_URI": redis_server.url,
+        "RATELIMIT_STORAGE_URI": "memory://",
+        "STRIPE_API_BASE": NO_STRIPE,
+    }
+
+
+@pytest.fixture
+def app_config(database_config, empty_redis, stripe_double):
+    """The database plus an emptied Redis and the Stripe double; tests may tweak it before the app fixture
+    builds (tests/unit/conftest.py narrows it to the database alone)."""
+    return {
+        **database_config,
+        "REDIS_URL": empty_redis.url,
+        "RATELIMIT_STORAGE_URI": empty_redis.url,
         "STRIPE_API_BASE": stripe_double.url,
         "STRIPE_MAX_NETWORK_RETRIES": 1,
         "STRIPE_TIMEOUT": 5,
@@ -146,11 +171,8 @@ def app_config(tmp_path, database_url, redis_server, stripe_double):
 
 
 @pytest.fixture
-def app(app_config, redis_server):
-    """A fresh app on its own database and an emptied Redis."""
-    import redis
-
-    redis.Redis.from_url(redis_server.url).flushdb()
+def app(app_config):
+    """A fresh app on what app_config gives it."""
     application = create_app(app_config)
     with application.app_context():
         yield application
@@ -175,16 +197,6 @@ def admin(app):
     """The first admin, created through the domain function."""
     from webapp.auth.service import create_user
     return create_user(ADMIN_EMAIL, ADMIN_PASSWORD)
-
-
-CSRF_RE = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"|"X-CSRFToken": "([^"]+)"')
-
-
-def csrf_from(html: str) -> str:
-    """Pull a CSRF token out of a rendered page, as a browser form would submit it."""
-    match = CSRF_RE.search(html)
-    assert match, "page has no CSRF token"
-    return match.group(1) or match.group(2)
 
 
 class Client:
@@ -247,6 +259,93 @@ def run_worker(app):
         _db.session.expire_all()
         return worker
     return run
+
+
+# --- connected Stripe resources and signed events ------------------------------------------------
+
+DEFAULT_MAPPING = (("email", "email"), ("name", "first_name"))
+DEFAULT_SECRET = "whsec_test_engine_room_0001"
+FAST_SETTINGS = {
+    "EVENT_RETRY_INTERVALS": [0, 0],   # RQ retries at once, inside the same burst
+    "STRIPE_RATE_LIMIT_BACKOFF": 0.01,
+    "WEBHOOK_CACHE_SECONDS": 0,        # every request reads the resource, so tests can change it
+}
+
+
+@dataclass
+class Connected:
+    """What a test needs of a connected resource, detached from any session."""
+
+    id: int
+    account_id: int
+    kind: str
+    token: str
+    secrets: list
+
+    @property
+    def url(self) -> str:
+        """The webhook URL Stripe would be given."""
+        return f"/webhooks/stripe/{self.token}"
+
+
+@pytest.fixture
+def connect_resource(app, db, stripe_double, stripe_key):
+    """Connected resources without the connect flow, on the double's Engine Room account (Ada is cus_Visible1)."""
+    from webapp.crm.models import ContactField
+    from webapp.crypto import encrypt
+    from webapp.stripe_sync.models import FieldMapping, StripeAccount, StripeResource, WebhookSecret
+
+    assert app.config["STRIPE_API_BASE"] == stripe_double.url
+    app.config.update(FAST_SETTINGS)
+    key = stripe_key
+
+    def connect(kind, mapping=DEFAULT_MAPPING, secrets=(DEFAULT_SECRET,), trigger_historical=False):
+        account = db.session.scalar(select(StripeAccount).where(StripeAccount.stripe_account_id == ACCOUNT_ID))
+        if account is None:
+            account = StripeAccount(stripe_account_id=ACCOUNT_ID, email="owner@engineroom.test",
+                                    display_name="Engine Room Software", livemode=False,
+                                    secret_key_enc=encrypt(key), key_mask=key[:8] + "…" + key[-4:])
+            db.session.add(account)
+        token = secrets_module.token_urlsafe(32)
+        resource = StripeResource(account=account, kind=kind, token=token, trigger_historical=trigger_historical,
+                                  webhook_endpoint_id=f"we_test_{kind}",
+                                  webhook_url=f"https://crm.example.test/webhooks/stripe/{token}")
+        db.session.add(resource)
+        for secret in secrets:
+            resource.secrets.append(WebhookSecret(secret_enc=encrypt(secret)))
+        for position, (stripe_field, field_key) in enumerate(mapping):
+            field = db.session.scalar(select(ContactField).where(ContactField.key == field_key))
+            assert field is not None, f"no CRM field {field_key!r}"
+            resource.mappings.append(FieldMapping(position=position, stripe_field=stripe_field, field_id=field.id))
+        db.session.commit()
+        return Connected(resource.id, account.id, kind, token, list(secrets))
+
+    return connect
+
+
+@pytest.fixture
+def connect_all(connect_resource):
+    """One connected resource per kind, as a marketer connecting everything would have."""
+    from webapp.stripe_sync.events import RESOURCE_KINDS
+
+    def connect(**kw):
+        return {kind: connect_resource(kind, **kw) for kind in RESOURCE_KINDS}
+
+    return connect
+
+
+@pytest.fixture
+def post_event(app):
+    """post_event(resource, name_or_bytes, secret=None, timestamp=None) → the Flask response."""
+    flask_client = app.test_client()
+
+    def post(resource, path_or_bytes, secret=None, timestamp=None, signature=None):
+        payload = path_or_bytes if isinstance(path_or_bytes, bytes) else event_path(path_or_bytes).read_bytes()
+        header = signature if signature is not None else sign(payload, secret or resource.secrets[0], timestamp)
+        return flask_client.post(resource.url, data=payload,
+                                 headers={"Stripe-Signature": header, "Content-Type": "application/json"})
+
+    return post
 
 
 # --- live server and browser -------------------------------------------------------------------

@@ -15,9 +15,9 @@ from webapp.instance_secrets import encryption_key, secret_key
 
 log = logging.getLogger(__name__)
 
-# Endpoints reachable without logging in; every other one requires a user.
+# Endpoints reachable without logging in; every other one requires a user. Stripe's webhook POSTs
+# never reach Flask: the fast lane (webhooks/fastlane.py) answers them, so no CSRF or login applies.
 PUBLIC_ENDPOINTS = {"auth.login", "auth.setup", "static", "health.healthz", "metrics.metrics"}
-PUBLIC_BLUEPRINTS = {"webhooks"}
 
 
 def create_app(config=None) -> Flask:
@@ -38,12 +38,13 @@ def create_app(config=None) -> Flask:
     app.url_map.converters["int"] = IdConverter
     register_blueprints(app)
     register_automations(app)
+    register_hooks(app)
     register_gate(app)
     register_errors(app)
     register_template_globals(app)
     register_cli(app)
-    from webapp.webhooks.fastlane import WebhookFastLane
-    app.wsgi_app = WebhookFastLane(app, app.wsgi_app)
+    from webapp.webhooks.fastlane import install as install_webhook_fast_lane
+    install_webhook_fast_lane(app)  # the only route to POST /webhooks/stripe/<token>
     return app
 
 
@@ -103,15 +104,11 @@ def register_blueprints(app: Flask) -> None:
     from webapp.metrics import bp as metrics_bp
     from webapp.crm.views import bp as crm_bp
     from webapp.settings.views import bp as settings_bp
-    import webapp.stripe_app.manage  # noqa: F401  (adds the manage-page routes to apps_bp)
-    import webapp.stripe_app.backfill_views  # noqa: F401  (historical import progress on apps_bp)
-    from webapp.stripe_app.views import bp as apps_bp
-    from webapp.webhooks.views import bp as webhooks_bp
+    from webapp.stripe_app import bp as apps_bp
 
     app.extensions["live_gauges"] = LiveGauges(app)
-    for bp in (auth_bp, crm_bp, apps_bp, settings_bp, webhooks_bp, health_bp, metrics_bp):
+    for bp in (auth_bp, crm_bp, apps_bp, settings_bp, health_bp, metrics_bp):
         app.register_blueprint(bp)
-    csrf.exempt(webhooks_bp)
 
 
 def register_automations(app: Flask) -> None:
@@ -124,6 +121,15 @@ def register_automations(app: Flask) -> None:
     on_fired(on_triggers_fired)
 
 
+def register_hooks(app: Flask) -> None:
+    """The CRM imports nothing from Stripe, so Stripe plugs its field guard and contact-page parts into CRM hooks."""
+    from webapp.stripe_app.contact_sections import register as register_contact_sections
+    from webapp.stripe_sync.connect.field_guard import register as register_field_guard
+
+    register_field_guard()
+    register_contact_sections()
+
+
 def register_gate(app: Flask) -> None:
     """Send visitors to first-run setup or login, so no view can forget to require a user."""
     from webapp.auth.service import has_users
@@ -131,8 +137,6 @@ def register_gate(app: Flask) -> None:
     @app.before_request
     def refuse_nul_characters():
         """No database stores NUL in text (PostgreSQL refuses it): answer 400 before any view runs."""
-        if request.blueprint in PUBLIC_BLUEPRINTS:
-            return None  # webhooks read their raw body themselves
         for values in (request.args, request.form):
             for key, value in values.items(multi=True):
                 if "\x00" in key or "\x00" in value:
@@ -145,7 +149,7 @@ def register_gate(app: Flask) -> None:
     def require_login():
         """Every page but login, setup, static files and webhooks needs a logged-in user."""
         endpoint = request.endpoint or ""
-        if endpoint in PUBLIC_ENDPOINTS or request.blueprint in PUBLIC_BLUEPRINTS:
+        if endpoint in PUBLIC_ENDPOINTS:
             return None
         if not has_users():
             return redirect(url_for("auth.setup"))
@@ -173,6 +177,15 @@ def register_gate(app: Flask) -> None:
         return resp
 
 
+PLAIN_ERRORS = {
+    400: ("Bad request", "The request could not be understood."),
+    404: ("Not found", "There is nothing at this address."),
+    405: ("Not allowed", "This address does not accept that kind of request."),
+    413: ("Too large", "The request was larger than this app accepts."),
+    429: ("Too many attempts", "Too many attempts. Wait a minute and try again."),
+}
+
+
 def register_errors(app: Flask) -> None:
     """Friendly pages (or fragments, for htmx) instead of tracebacks."""
 
@@ -187,25 +200,8 @@ def register_errors(app: Flask) -> None:
         return render_error(400, "Your session expired", "The form was missing its security token or it expired. "
                             "Reload the page and try again.")
 
-    @app.errorhandler(400)
-    def bad_request(_exc):
-        return render_error(400, "Bad request", "The request could not be understood.")
-
-    @app.errorhandler(404)
-    def not_found(_exc):
-        return render_error(404, "Not found", "There is nothing at this address.")
-
-    @app.errorhandler(405)
-    def not_allowed(_exc):
-        return render_error(405, "Not allowed", "This address does not accept that kind of request.")
-
-    @app.errorhandler(413)
-    def too_large(_exc):
-        return render_error(413, "Too large", "The request was larger than this app accepts.")
-
-    @app.errorhandler(429)
-    def too_many(_exc):
-        return render_error(429, "Too many attempts", "Too many attempts. Wait a minute and try again.")
+    for status, (title, message) in PLAIN_ERRORS.items():
+        app.register_error_handler(status, lambda _exc, s=status, t=title, m=message: render_error(s, t, m))
 
     @app.errorhandler(500)
     def server_error(_exc):
@@ -223,7 +219,9 @@ def register_template_globals(app: Flask) -> None:
 
 
 def register_cli(app: Flask) -> None:
-    """Shell commands: `flask --app app create-user`."""
+    """Shell commands: `flask --app app create-user`, `flask --app app stripe-sweep`."""
     from webapp.auth.cli import create_user_command
+    from webapp.stripe_sync.queue.sweep import sweep_command
 
     app.cli.add_command(create_user_command)
+    app.cli.add_command(sweep_command)

@@ -48,12 +48,8 @@ def defaults():
 
 
 def from_environment(environ=None):
-    """Pick the documented variables, and any tunable (sync, import, automations), out of the environment."""
-    from webapp.automations.settings import DEFAULTS as AUTOMATION_TUNABLES
-    from webapp.stripe_sync.backfill_settings import DEFAULTS as BACKFILL_TUNABLES
-    from webapp.stripe_sync.sync_settings import DEFAULTS as SYNC_TUNABLES
-
-    tunables = {**SYNC_TUNABLES, **BACKFILL_TUNABLES, **AUTOMATION_TUNABLES}
+    """Pick the documented variables, and any tunable (webapp/tunables.py), out of the environment."""
+    from webapp.tunables import DEFAULTS as tunables
 
     environ = os.environ if environ is None else environ
     found = {k: environ[k] for k in ENV_KEYS if environ.get(k)}

@@ -38,7 +38,7 @@ def job_context():
 def process_event(event_row_id: int) -> str:
     """Process one recorded Stripe event; exceptions propagate so RQ retries with backoff."""
     from webapp.metrics import EVENTS_PROCESSED, PROCESSING_SECONDS
-    from webapp.stripe_sync.apply.batch import process_event as process
+    from webapp.stripe_sync.queue.drain import process_event as process
 
     started = time.perf_counter()
     outcome = "failed"

@@ -5,6 +5,7 @@ import os
 import socket
 import threading
 import uuid
+from datetime import datetime, timedelta
 from collections.abc import Callable
 
 from flask import Flask
@@ -13,6 +14,8 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from webapp.extensions import db
 from webapp.redis_queue import get_redis
+from webapp.timeutil import utcnow
+from webapp.tunables import setting
 
 log = logging.getLogger(__name__)
 
@@ -25,9 +28,11 @@ def run_once_locked(lock_key: str, interval: float, task: Callable[[], object]):
     return task()
 
 
-def start_periodic(app: Flask, name: str, lock_key: str, interval: float, task: Callable[[], object]
+def start_periodic(app: Flask, name: str, lock_key: str, interval_setting: str, task: Callable[[], object]
                    ) -> threading.Event:
-    """Run the task now and then every interval on a daemon thread; set the returned event to stop."""
+    """Run the task now and then every interval (a tunable) on a daemon thread; set the returned event to stop."""
+    with app.app_context():
+        interval = float(setting(interval_setting))
     stop = threading.Event()
 
     def loop():
@@ -47,3 +52,9 @@ def start_periodic(app: Flask, name: str, lock_key: str, interval: float, task: 
     threading.Thread(target=loop, name=name, daemon=True).start()
     log.info("%s runs every %.0f s", name, interval)
     return stop
+
+
+def grace_cutoff(grace_setting: str, older_than_seconds: float | None = None) -> datetime:
+    """A sweep's horizon: what was left alone longer than the grace period (or the caller's override)."""
+    grace = float(setting(grace_setting) if older_than_seconds is None else older_than_seconds)
+    return utcnow() - timedelta(seconds=max(0.0, grace))

@@ -3,8 +3,7 @@ the event is replayed, and the message is in the outbox with the link."""
 import pytest
 from playwright.sync_api import expect
 
-from tests.integration.conftest import connect_all, connect_resource, post_event  # noqa: F401 (fixtures)
-from tests.integration.test_automations_story import FAST, INVOICE_URL
+from tests.helpers import FAST, INVOICE_URL, kind_for, story_files
 
 pytestmark = pytest.mark.browser
 
@@ -129,8 +128,6 @@ def build(page, name, trigger, configure, subject, body):
 
 def test_the_three_automations_and_adas_story_send_each_message_once(logged_in_page, app, connect_all, post_event,
                                                                      run_worker):
-    from tests.integration.conftest import kind_for, story_files
-
     page = logged_in_page
     app.config.update(FAST)
     resources = connect_all()

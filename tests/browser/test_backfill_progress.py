@@ -3,7 +3,7 @@ progress appears under the resource, polls while it runs, and stops polling once
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.test_connect_stripe import open_connect_modal
+from tests.helpers import open_connect_modal
 
 pytestmark = pytest.mark.browser
 

@@ -5,18 +5,9 @@ import pytest
 import stripe
 from playwright.sync_api import expect
 
+from tests.helpers import open_connect_modal
+
 pytestmark = pytest.mark.browser
-
-
-def open_connect_modal(page):
-    page.goto("/apps/")
-    page.get_by_label("Search apps").press_sequentially("Stripe", delay=20)
-    page.locator("#app-list").get_by_text("Stripe", exact=True).click()
-    page.wait_for_load_state("load")
-    page.get_by_role("button", name="Connect Account").click()
-    dialog = page.locator("dialog#modal")
-    expect(dialog).to_be_visible()
-    return dialog
 
 
 def test_click_path_to_a_finished_connection(logged_in_page, stripe_double, stripe_key):

@@ -8,9 +8,7 @@ import pytest
 import requests
 from playwright.sync_api import expect
 
-from tests.integration.conftest import (  # noqa: F401  (fixtures used by name)
-    connect_all, connect_resource, event_path, kind_for, sign, story_files,
-)
+from tests.helpers import event_path, kind_for, sign, story_files
 
 pytestmark = pytest.mark.browser
 

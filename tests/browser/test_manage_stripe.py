@@ -4,8 +4,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from tests.conftest import EVENTS_DIR
-from tests.integration.test_manage_page import connect, event_bytes
+from tests.helpers import EVENTS_DIR, connect, event_bytes_with as event_bytes
 from webapp.crm import service
 from webapp.stripe_sync.models import StripeResource
 

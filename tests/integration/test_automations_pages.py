@@ -3,7 +3,7 @@ import re
 
 from sqlalchemy import select
 
-from tests.integration.test_automations_story import FAST, make_automation
+from tests.helpers import FAST, make_automation
 from webapp.automations.models import Automation, AutomationStep, OutboxMessage
 from webapp.crm.service import create_field, find_contact_by_email
 from webapp.stripe_sync.models import StripeEvent

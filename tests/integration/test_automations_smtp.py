@@ -7,8 +7,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
 from sqlalchemy import select
 
-from tests.integration.test_automations_story import DUNNING_BODY, INVOICE_URL, make_automation
-from tests.integration.test_automations_story import story  # noqa: F401 (fixture)
+from tests.helpers import DUNNING_BODY, INVOICE_URL, make_automation
 from webapp.automations import engine
 from webapp.automations.models import OutboxMessage
 from webapp.automations.sweep import sweep_automations

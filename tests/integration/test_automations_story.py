@@ -1,39 +1,16 @@
 """Ada's story replayed through signed webhooks and a real RQ worker: which automations ran and what
 each sent, exactly once, also when Stripe redelivers every event."""
-import pytest
 from sqlalchemy import func, select
 
-from tests.integration.conftest import kind_for, story_files
+from tests.helpers import DUNNING_BODY, INVOICE_URL, STORY, count, make_automation
 from webapp.automations import engine, service
 from webapp.automations.models import AutomationRun, AutomationRunLog, OutboxMessage
 from webapp.crm.models import TriggerFired
 from webapp.crm.service import create_field, find_contact_by_email
 
-STORY = story_files()
-FAST = {"AUTOMATION_RETRY_INTERVALS": [0, 0], "SMTP_RETRY_INTERVALS": [0, 0]}
-
 WELCOME_BODY = ("Hi %FIRSTNAME%,\n\nThanks for buying %STRIPE_PRODUCT_NAME% (%STRIPE_AMOUNT%).\n"
                 "You have ordered %ECOM_TOTAL_ORDERS% time(s) for %ECOM_TOTAL_REVENUE% in total.")
-DUNNING_BODY = ('<p>Hi %FIRSTNAME%,</p><p>Your payment of %STRIPE_AMOUNT% for %STRIPE_PRODUCT_NAME% failed.</p>'
-                '<p><a href="%STRIPE_INVOICE_URL%">Update your card</a></p>')
 WINBACK_BODY = "Hi %FIRSTNAME% %LASTNAME%, your %STRIPE_PRODUCT_NAME% subscription is %STRIPE_SUBSCRIPTION_STATUS%. Come back?"
-INVOICE_URL = ("https://invoice.stripe.com/i/acct_1Ovd2aLm3xVt9QeK/"
-               "test_YWNjdF8xT3ZkMmFMbTN4VnQ5UWVLLF9sTFc5Y2FQaTlNTmdXeGJBUEVWS3JiVHosODEwODczNzU102002BsDPJTw?s=ap")
-
-
-def count(db, model, *where):
-    return db.session.scalar(select(func.count()).select_from(model).where(*where))
-
-
-def make_automation(name, trigger, config, actions, event_types=(), active=True):
-    """An automation built through the domain functions the pages call."""
-    automation = service.create(name)
-    service.set_trigger(automation, trigger, config, list(event_types))
-    for kind, settings in actions:
-        service.add_step(automation, kind, settings)
-    if active:
-        service.activate(automation)
-    return automation
 
 
 def three_automations():
@@ -48,20 +25,6 @@ def three_automations():
         ("remove_tag", {"tag": "customer"}),
         ("send_email", {"subject": "We miss you, %FIRSTNAME%", "body": WINBACK_BODY})])
     return welcome, dunning, winback
-
-
-@pytest.fixture
-def story(app, connect_all, post_event, run_worker):
-    """Every resource connected and a function that replays Ada's story (or part of it)."""
-    app.config.update(FAST)
-    resources = connect_all()
-
-    def replay(names=STORY):
-        for name in names:
-            resp = post_event(resources[kind_for(name)], name)
-            assert resp.status_code == 200, (name, resp.get_json())
-        run_worker()
-    return replay
 
 
 def messages(db):

@@ -7,8 +7,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from rq.registry import ScheduledJobRegistry
 from sqlalchemy import select
 
-from tests.integration.conftest import start_worker, worker_env
-from tests.integration.test_automations_story import make_automation, story  # noqa: F401 (fixture)
+from tests.helpers import make_automation, start_worker, worker_env
 from webapp.automations import dispatch, engine
 from webapp.automations.models import AutomationRun, OutboxMessage
 from webapp.automations.sweep import sweep_automations

@@ -1,35 +1,15 @@
 """Historical sync end to end: a real RQ worker pages through the Stripe double's lists into CRM data."""
 import json
 
-import pytest
-from sqlalchemy import func, select
+from sqlalchemy import select
 
-from tests.conftest import EVENTS_DIR
-from tests.integration.conftest import ACCOUNT_ID
+from tests.helpers import ACCOUNT_ID, EVENTS_DIR, backfill, count, start_import as start
 from webapp.crm.models import Contact, EcommerceCustomer, Order, RecurringPayment, TriggerFired
-from webapp.stripe_app.manage import resource_counts
-from webapp.stripe_sync.history.importer import start_backfill
-from webapp.stripe_sync.models import Backfill, StripeAccount, StripeEvent, StripeResource, SyncLog
+from webapp.stripe_sync.synclog import resource_counts
+from webapp.stripe_sync.models import StripeAccount, StripeEvent, StripeResource, SyncLog
 
 FIXTURE_KINDS = {"charge": "charges", "subscription": "subscriptions", "invoice": "invoices",
                  "checkout.session": "checkout_sessions"}
-
-
-def count(db, model, *where):
-    return db.session.scalar(select(func.count()).select_from(model).where(*where))
-
-
-def start(db, connected) -> int:
-    """Mark the resource as connected with history and queue its import, as connect.finish does."""
-    resource = db.session.get(StripeResource, connected.id)
-    resource.sync_type = "historical"
-    db.session.commit()
-    return start_backfill(resource).id
-
-
-def backfill(db, backfill_id) -> Backfill:
-    db.session.expire_all()
-    return db.session.get(Backfill, backfill_id)
 
 
 def tags_of(contact):
@@ -46,11 +26,6 @@ def load_story(double):
             events.append((event["created"], obj))
     for _created, obj in sorted(events, key=lambda e: e[0]):
         double.add_object(ACCOUNT_ID, FIXTURE_KINDS[obj["object"]], obj)
-
-
-@pytest.fixture
-def fast(app):
-    app.config.update(BACKFILL_MAX_RPS_TEST=0, BACKFILL_BACKOFF_BASE=0.01, BACKFILL_BACKOFF_MAX=0.05)
 
 
 def test_customers_import_end_to_end(app, db, fast, connect_resource, stripe_double, run_worker):
@@ -154,7 +129,7 @@ def test_a_record_seen_twice_is_not_duplicated(app, db, fast, connect_resource, 
 
 def test_webhook_mid_import_is_not_overwritten_by_older_history(app, db, fast, connect_resource, stripe_double,
                                                                 run_worker, post_event):
-    from tests.integration.conftest import event_bytes
+    from tests.helpers import event_bytes
 
     app.config["BACKFILL_SLICE_SECONDS"] = 0  # one page per job: the webhook job runs between pages
     stripe_double.generate_customers(ACCOUNT_ID, 250, start_created=1_790_000_000)
@@ -184,7 +159,7 @@ def test_webhook_mid_import_is_not_overwritten_by_older_history(app, db, fast, c
 
 def test_a_record_whose_customer_cannot_be_fetched_fails_alone_and_is_retried(
         app, db, fast, connect_resource, stripe_double, run_worker):
-    from tests.integration.conftest import event_path
+    from tests.helpers import event_path
 
     charge = json.loads(event_path("edge/charge.succeeded").read_bytes())["data"]["object"]
     charge.update(id="ch_gone_customer", customer="cus_GoneAway", created=1_790_000_000)

@@ -1,24 +1,17 @@
 """Historical sync under pressure: 429 storms, the rate limiter, cancel and resume, removal, lost jobs."""
 from datetime import timedelta
 
-import pytest
 from flask import g
 from rq import SimpleWorker
 from sqlalchemy import create_engine, func, select, text, update
 
-from tests.integration.conftest import ACCOUNT_ID
-from tests.integration.test_backfill import backfill, count, start
+from tests.helpers import ACCOUNT_ID, backfill, count, start_import as start
 from webapp.crm.models import Contact
 from webapp.redis_queue import get_queue, get_redis
 from webapp.stripe_sync.history import importer as backfill_module
 from webapp.stripe_sync.models import Backfill, StripeEvent, StripeResource, SyncLog
 from webapp.stripe_sync.queue.sweep import sweep_unqueued
 from webapp.timeutil import utcnow
-
-
-@pytest.fixture
-def fast(app):
-    app.config.update(BACKFILL_MAX_RPS_TEST=0, BACKFILL_BACKOFF_BASE=0.01, BACKFILL_BACKOFF_MAX=0.05)
 
 
 def run_jobs(app, db, n):

@@ -6,12 +6,12 @@ import uuid
 
 from sqlalchemy import func, select
 
-from tests.integration.conftest import ACCOUNT_ID, start_worker, worker_env
-from tests.integration.test_backfill import backfill, count, start
+from tests.helpers import ACCOUNT_ID, backfill, count, start_import as start, start_worker, worker_env
 from webapp.crm.models import Contact, ContactTag
 from webapp.redis_queue import get_redis
 from webapp.stripe_sync.models import Backfill, StripeEvent, SyncLog
-from webapp.stripe_sync.queue.sweep import sweep_unqueued, worker_alive
+from webapp.redis_queue import worker_alive
+from webapp.stripe_sync.queue.sweep import sweep_unqueued
 from tests.waiting import wait_for
 
 

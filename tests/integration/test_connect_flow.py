@@ -5,36 +5,9 @@ import re
 import pytest
 import stripe
 
+from tests.helpers import HX, choose, field_id, finish, start_connect as start
 from webapp.crm import service
-from webapp.crm.models import ContactField
 from webapp.stripe_sync.models import ConnectDraft, StripeAccount, StripeResource, WebhookSecret
-
-HX = {"HX-Request": "true"}
-
-
-def field_id(db, key):
-    return db.session.query(ContactField).filter_by(key=key).one().id
-
-
-def start(auth_client, key):
-    """Steps 1 and 2 up to the mapping rows; returns the draft id."""
-    auth_client.get("/apps/stripe")
-    resp = auth_client.post("/apps/stripe/connect", {"secret_key": key}, htmx=True)
-    assert resp.status_code == 200, resp.get_data(as_text=True)
-    draft = re.search(r'name="draft" value="([^"]+)"', resp.get_data(as_text=True)).group(1)
-    return draft, resp
-
-
-def choose(auth_client, draft, kind="customer", sync_type="new_only"):
-    return auth_client.post("/apps/stripe/connect/resource", {"draft": draft, "kind": kind, "sync_type": sync_type},
-                            htmx=True)
-
-
-def finish(auth_client, draft, rows):
-    data = {"draft": draft, "row_role": [r[0] for r in rows], "stripe_field": [r[1] for r in rows],
-            "crm_field": [str(r[2] or "") for r in rows]}
-    return auth_client.post("/apps/stripe/connect/finish", data, htmx=True)
-
 
 def test_whole_flow_creates_endpoint_and_connection(auth_client, db, stripe_double, stripe_key, caplog):
     caplog.set_level(logging.DEBUG)

@@ -5,10 +5,10 @@ from rq import get_current_job
 from rq.registry import FailedJobRegistry
 from sqlalchemy import func, select
 
-from tests.integration.test_scale_faults import customer_events
+from tests.helpers import customer_events
 from webapp.crm.models import Contact
 from webapp.redis_queue import get_queue
-from webapp.stripe_sync.apply import contacts as contact_sync
+from webapp.stripe_sync.apply.contacts import ContactCache
 from webapp.stripe_sync.queue import drain as batch, pending
 from webapp.stripe_sync.queue.enqueue import job_id_for
 from webapp.stripe_sync.models import StripeEvent, SyncLog
@@ -28,14 +28,14 @@ def test_one_bad_event_does_not_hold_back_its_batch(app, db, connect_resource, p
         assert post_event(res, body).status_code == 200
     shards = {pending.shard_for(json.loads(b), pending.shard_count()) for b in bodies}
     assert get_queue().count == len(shards)  # one drain per shard the burst touched, not a job per event
-    real = contact_sync.add_tags
+    real = ContactCache.add_tags
 
-    def refuse_p1(contact, names, cache=None):
+    def refuse_p1(cache, contact, names):
         if contact.email == "p1@example.test":
             raise RuntimeError("tag service exploded")
-        return real(contact, names, cache)
+        return real(cache, contact, names)
 
-    monkeypatch.setattr(contact_sync, "add_tags", refuse_p1)
+    monkeypatch.setattr(ContactCache, "add_tags", refuse_p1)
     run_worker()
 
     got = statuses(db)
@@ -52,7 +52,7 @@ def test_one_bad_event_does_not_hold_back_its_batch(app, db, connect_resource, p
     bad_rows = db.session.scalars(select(StripeEvent.id).where(StripeEvent.status == "failed")).all()
     assert sorted(failed_jobs) == sorted(job_id_for(i) for i in bad_rows)  # RQ's registry tells the truth
 
-    monkeypatch.setattr(contact_sync, "add_tags", real)
+    monkeypatch.setattr(ContactCache, "add_tags", real)
     assert db.session.scalar(select(func.count()).select_from(SyncLog).where(SyncLog.outcome != "failed")) == 4
 
 
@@ -62,13 +62,13 @@ def test_drain_hands_over_when_its_time_is_up(app, db, connect_resource, post_ev
     for body in customer_events(5):
         post_event(res, body)
     seen = []
-    real = batch.process_batch
+    real = batch.process_events
 
     def spy(row_ids):
         seen.append((len(row_ids), get_current_job().id))
         return real(row_ids)
 
-    monkeypatch.setattr(batch, "process_batch", spy)
+    monkeypatch.setattr(batch, "process_events", spy)
     run_worker()
     assert all(status == ("processed", 1) for status in statuses(db).values()) and len(statuses(db)) == 5
     # Two at a time, and each batch in a fresh job: the drain handed over after each.
@@ -85,7 +85,7 @@ def test_failed_drain_puts_its_batch_back(app, db, connect_resource, post_event,
     def database_gone(row_ids):
         raise ConnectionError("database unreachable")
 
-    monkeypatch.setattr(batch, "process_batch", database_gone)
+    monkeypatch.setattr(batch, "process_events", database_gone)
     run_worker()
     queue = get_queue()
     failed = FailedJobRegistry(queue=queue).get_job_ids()

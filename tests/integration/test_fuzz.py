@@ -6,7 +6,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
-from tests.integration.conftest import sign
+from tests.helpers import sign
 from webapp.crm import service
 from webapp.stripe_sync.models import StripeEvent
 

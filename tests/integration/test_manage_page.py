@@ -1,28 +1,11 @@
 """The Stripe manage page: live log fragments, retry, mapping updates and disconnects."""
-import json
 import re
 
-from tests.conftest import EVENTS_DIR
-from tests.integration.test_connect_flow import choose, field_id, finish, start
+from tests.helpers import (
+    EVENTS_DIR, HX, choose, connect, event_bytes_with as event_bytes, field_id, finish, start_connect as start,
+)
 from webapp.crm import service
 from webapp.stripe_sync.models import StripeAccount, StripeEvent, StripeResource, SyncLog
-
-HX = {"HX-Request": "true"}
-
-
-def connect(auth_client, db, key, kind="customer", extra=(("extra", "name", "first_name"),)):
-    """Run the connect flow (or "Connect a new resource" for a connected account); returns the resource."""
-    account = db.session.query(StripeAccount).filter_by(status="connected").first()
-    if account is None:
-        draft, _ = start(auth_client, key)
-    else:
-        body = auth_client.get(f"/apps/stripe/accounts/{account.id}/resources/new", headers=HX).get_data(as_text=True)
-        draft = re.search(r'name="draft" value="([^"]+)"', body).group(1)
-    assert choose(auth_client, draft, kind).status_code == 200
-    rows = [("email", "email", field_id(db, "email"))] + [(r, s, field_id(db, f)) for r, s, f in extra]
-    assert finish(auth_client, draft, rows).status_code == 204
-    return db.session.query(StripeResource).filter_by(kind=kind).one()
-
 
 def deliver(auth_client, stripe_double, resource, payload: bytes):
     """Sign exactly these bytes with the endpoint's secret, as Stripe does, and post them."""
@@ -30,19 +13,6 @@ def deliver(auth_client, stripe_double, resource, payload: bytes):
     header = stripe_double.sign(payload, secret)
     return auth_client.raw.post(f"/webhooks/stripe/{resource.token}", data=payload,
                                 headers={"Stripe-Signature": header, "Content-Type": "application/json"})
-
-
-def event_bytes(fixture, **changes):
-    """A shared fixture event, optionally with a new id / created / data.object fields."""
-    raw = (EVENTS_DIR / fixture).read_bytes()
-    if not changes:
-        return raw
-    event = json.loads(raw)
-    for key in ("id", "created"):
-        if key in changes:
-            event[key] = changes.pop(key)
-    event["data"]["object"].update(changes)
-    return json.dumps(event, indent=2, ensure_ascii=False).encode()
 
 
 def test_manage_page_lists_account_resources_and_counts(auth_client, db, stripe_double, stripe_key, run_worker):

@@ -5,11 +5,11 @@ import time
 
 from sqlalchemy import func, select
 
-from tests.integration.conftest import start_worker, worker_env
+from tests.helpers import start_worker, worker_env
 from tests.waiting import wait_for
 from webapp.crm.models import Contact
 from webapp.stripe_sync.models import StripeEvent, SyncLog
-from webapp.stripe_sync.sync_settings import DEFAULTS
+from webapp.tunables import DEFAULTS
 
 
 def test_a_failed_event_is_retried_on_the_default_intervals_once_stripe_answers(

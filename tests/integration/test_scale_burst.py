@@ -6,8 +6,7 @@ import subprocess
 
 from sqlalchemy import delete, func, select
 
-from tests.conftest import EVENTS_DIR, PG_URL
-from tests.integration.conftest import start_worker, worker_env
+from tests.helpers import EVENTS_DIR, PG_URL, start_worker, worker_env
 from webapp.redis_queue import get_queue
 from webapp.stripe_sync.queue import pending
 from webapp.crm.models import (

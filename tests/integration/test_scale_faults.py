@@ -11,8 +11,7 @@ import threading
 import pytest
 from sqlalchemy import func, select
 
-from tests.conftest import EVENTS_DIR, PG_URL
-from tests.integration.conftest import start_worker, worker_env
+from tests.helpers import EVENTS_DIR, PG_URL, customer_events, start_worker, worker_env
 from webapp.crm.models import Contact
 from webapp.embedded_redis import RedisServer
 from webapp.stripe_sync.models import StripeEvent, SyncLog
@@ -20,21 +19,6 @@ from webapp.stripe_sync.queue.sweep import sweep_unqueued
 from tests.waiting import wait_for as wait_until
 
 FAST = {"EVENT_RETRY_INTERVALS": "0,0,0,0", "STRIPE_RATE_LIMIT_BACKOFF": "0.01"}
-
-
-def customer_events(n, start=0, name="customer.updated", **extra) -> list[bytes]:
-    """n distinct customer events for n/2 people."""
-    template = json.loads((EVENTS_DIR / f"{name}.json").read_text())
-    out = []
-    for i in range(start, start + n):
-        ev = json.loads(json.dumps(template))
-        ev["id"], ev["created"] = f"evt_fault_{i:05d}", 1_790_000_000 + i
-        ev["data"]["object"].update(id=f"cus_fault_{i // 2:05d}", email=f"p{i // 2}@example.test",
-                                    name=f"Person {i}", **extra)
-        out.append(json.dumps(ev, indent=2).encode())
-    return out
-
-
 
 
 def count(db, *where, model=StripeEvent):
@@ -158,7 +142,7 @@ def test_sqlite_busy_under_concurrent_writers(app, db, connect_resource, post_ev
     try:
         posted = []
 
-        from tests.integration.conftest import sign
+        from tests.helpers import sign
         from webapp import create_app
 
         # Two apps with their own connections, as two web processes have; built here, not in the

@@ -4,7 +4,7 @@ import time
 
 from sqlalchemy import func, select
 
-from tests.integration.conftest import event_bytes, sign
+from tests.helpers import event_bytes, sign
 from webapp.crm.models import Contact
 from webapp.redis_queue import get_queue
 from webapp.stripe_sync.queue import pending

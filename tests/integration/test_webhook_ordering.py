@@ -3,11 +3,11 @@ import random
 
 from sqlalchemy import select
 
-from tests.integration.conftest import event_bytes, kind_for, story_files
+from tests.helpers import event_bytes, kind_for, story_files
 from webapp.crm.models import Contact, ContactFieldStamp, Order, RecurringPayment
 from webapp.crm.service import find_contact_by_email
 from webapp.stripe_sync.models import StripeEvent
-from webapp.stripe_sync.apply.stamps import status_transitions
+from webapp.crm.contact_commerce import status_transitions
 
 UPDATED = 1787155498  # customer.updated's `created`
 

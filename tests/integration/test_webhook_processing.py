@@ -8,13 +8,13 @@ from rq.registry import FailedJobRegistry
 from sqlalchemy import func, select
 from stripe._http_client import HTTPClient
 
-from tests.integration.conftest import event_bytes
+from tests.helpers import count, event_bytes
 from webapp.crm.models import (
     Contact, ContactField, ContactTag, EcommerceCustomer, Order, RecurringPayment, Tag, TriggerFired,
 )
 from webapp.crm.service import create_field, find_contact_by_email
 from webapp.redis_queue import get_queue
-from webapp.stripe_sync.apply import batch as processing
+from webapp.stripe_sync.queue.drain import process_event
 from webapp.stripe_sync.queue import enqueue as dispatch
 from webapp.stripe_sync.models import FieldMapping, StripeAccount, StripeEvent, SyncLog
 
@@ -26,10 +26,6 @@ def fast_sdk_retries(monkeypatch):
     """The SDK sleeps at least 0.5 s between its own retries; shrink that for tests."""
     monkeypatch.setattr(HTTPClient, "INITIAL_DELAY", 0.01)
     monkeypatch.setattr(HTTPClient, "MAX_DELAY", 0.02)
-
-
-def count(db, model, *where):
-    return db.session.scalar(select(func.count()).select_from(model).where(*where))
 
 
 def logs(db):
@@ -198,7 +194,7 @@ def test_processing_again_changes_nothing(connect_resource, post_event, run_work
     run_worker()
     row_id = db.session.scalar(select(StripeEvent.id))
     before = (count(db, SyncLog), count(db, TriggerFired), count(db, ContactTag))
-    assert processing.process_event(row_id) == "already done"
+    assert process_event(row_id) == "already done"
     dispatch.enqueue_event(row_id)  # a stray second job (e.g. the sweep racing a slow worker)
     run_worker()
     assert (count(db, SyncLog), count(db, TriggerFired), count(db, ContactTag)) == before
@@ -206,7 +202,7 @@ def test_processing_again_changes_nothing(connect_resource, post_event, run_work
 
 
 def test_historical_events_fire_no_triggers_unless_asked(connect_resource, db, app):
-    from webapp.stripe_sync.apply.triggers import fire_trigger
+    from webapp.stripe_sync.apply.triggers import fire_trigger, insert_firings
 
     quiet = connect_resource("customer")
     loud = connect_resource("customer", trigger_historical=True)
@@ -219,14 +215,16 @@ def test_historical_events_fire_no_triggers_unless_asked(connect_resource, db, a
                                 type="customer.created", created=1, payload="{}", historical=True))
     db.session.add_all(rows)
     db.session.commit()
-    assert fire_trigger("stripe_event_received", contact, rows[0]) is None
-    fired = fire_trigger("stripe_event_received", contact, rows[1], {"x": 1})
-    assert fired is not None and fired.historical is True
-    assert fire_trigger("stripe_event_received", contact, rows[1]) is None  # once per event and contact
+    staged = []
+    assert fire_trigger(staged, "stripe_event_received", contact, rows[0]) is None
+    fired = fire_trigger(staged, "stripe_event_received", contact, rows[1], {"x": 1})
+    assert fired is not None and fired["historical"] is True
+    fire_trigger(staged, "stripe_event_received", contact, rows[1])  # the same event and contact again
+    insert_firings(staged)
     db.session.commit()
-    assert count(db, TriggerFired) == 1
+    assert count(db, TriggerFired) == 1  # once per event and contact
     with pytest.raises(ValueError):
-        fire_trigger("no_such_trigger", contact, rows[1])
+        fire_trigger(staged, "no_such_trigger", contact, rows[1])
 
 
 def test_two_workers_racing_for_one_new_customer(app, connect_all, post_event, db):
@@ -234,7 +232,7 @@ def test_two_workers_racing_for_one_new_customer(app, connect_all, post_event, d
     resources = connect_all()
     names = ["customer.subscription.created", "checkout.session.async_payment_succeeded", "customer.created",
              "invoice.created"]
-    from tests.integration.conftest import kind_for
+    from tests.helpers import kind_for
 
     for name in names:
         assert post_event(resources[kind_for(name)], name).status_code == 200
@@ -247,7 +245,7 @@ def test_two_workers_racing_for_one_new_customer(app, connect_all, post_event, d
         with app.app_context():
             try:
                 barrier.wait()
-                processing.process_event(row_id)
+                process_event(row_id)
             except Exception as exc:  # noqa: BLE001 - reported below
                 errors.append(exc)
             finally:
@@ -270,29 +268,29 @@ def test_two_workers_racing_for_one_new_customer(app, connect_all, post_event, d
     assert (ec.total_orders, ec.total_revenue) == (1, 45000)
 
 
-def test_contact_insert_race_is_absorbed(app, db, monkeypatch):
-    """The other worker's contact appears between our look-up and our insert."""
-    from sqlalchemy import text
+def test_contact_insert_race_is_absorbed(app, db, connect_resource, post_event, run_worker, monkeypatch):
+    """The other worker's contact appears between our look-up and our insert: the batch replays and uses it."""
+    from webapp.stripe_sync.apply.contacts import ContactCache
 
-    from webapp.stripe_sync.apply import contacts as contact_sync
-
+    resource = connect_resource("customer")
     theirs = Contact(email="Ada@example.com")
     theirs.refresh_keys()
     db.session.add(theirs)
     db.session.commit()
     theirs_id = theirs.id
-    real = contact_sync.find_contact_by_email
+    assert post_event(resource, "customer.created").status_code == 200
+    real = ContactCache._lock_existing
     looked = []
 
-    def blind_first_time(email):
-        looked.append(email)
-        return None if len(looked) == 1 else real(email)
+    def blind_first_time(emails, with_values):
+        looked.append(list(emails))
+        return [] if len(looked) == 1 else real(emails, with_values)
 
-    monkeypatch.setattr(contact_sync, "find_contact_by_email", blind_first_time)
-    db.session.execute(text("UPDATE contacts SET phone = phone"))  # a real transaction, as the claim opens
-    contact, created = contact_sync.get_or_create_contact("ada@example.com")
-    db.session.commit()
-    assert (contact.id, created, len(looked)) == (theirs_id, False, 2)
+    monkeypatch.setattr(ContactCache, "_lock_existing", staticmethod(blind_first_time))
+    run_worker()
+    event = db.session.scalar(select(StripeEvent))
+    assert (event.status, event.contact_id, len(looked)) == ("processed", theirs_id, 2)
+    assert [log.outcome for log in db.session.scalars(select(SyncLog))] == ["updated"]
     assert count(db, Contact) == 1
 
 
@@ -337,23 +335,22 @@ def test_locked_database_replays_the_transaction(app, connect_resource, post_eve
                                                  batch_size):
     from sqlalchemy.exc import OperationalError
 
-    from webapp.stripe_sync.queue import drain as batch
+    from webapp.stripe_sync.apply import batch as apply_batch
 
     app.config["EVENT_BATCH_SIZE"] = batch_size
     resource = connect_resource("customer")
     post_event(resource, "customer.created")
-    module, name = (batch, "_write_batch") if batch_size > 1 else (processing, "_apply")
-    real_apply = getattr(module, name)
+    real_apply = apply_batch._transaction
     tries = []
 
-    def locked_once(*args):
+    def locked_once(*args, **kwargs):
         tries.append(1)
         if len(tries) == 1:
-            real_apply(*args)  # do the work, then lose the commit race
+            real_apply(*args, **kwargs)  # do the work, then lose the commit race
             raise OperationalError("COMMIT", {}, Exception("database is locked"))
-        return real_apply(*args)
+        return real_apply(*args, **kwargs)
 
-    monkeypatch.setattr(module, name, locked_once)
+    monkeypatch.setattr(apply_batch, "_transaction", locked_once)
     run_worker()
     assert len(tries) == 2
     row = db.session.scalar(select(StripeEvent))

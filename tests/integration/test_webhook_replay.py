@@ -1,26 +1,21 @@
 """Every shared event file, signed and posted like Stripe, processed by a real RQ worker on a real
-Redis, gives exactly the rows DESIGN.md's event table says."""
+Redis, gives exactly the rows the event table (webapp/stripe_sync/events.py) says."""
 import json
 
 import pytest
 from sqlalchemy import func, select
 
-from tests.integration.conftest import event_path, kind_for, story_files
+from tests.helpers import STORY, count, event_path, kind_for
 from webapp.crm.models import (
     Contact, EcommerceCustomer, Order, RecurringPayment, RecurringPaymentStatus, TriggerFired,
 )
 from webapp.crm.service import find_contact_by_email
 from webapp.stripe_sync.events import BASE_TAG, SUBSCRIPTION_EVENTS_TAG
 from webapp.stripe_sync.models import StripeEvent, SyncLog
-from webapp.stripe_sync.apply.stamps import status_transitions
+from webapp.crm.contact_commerce import status_transitions
 
-STORY = story_files()
 EDGE = ["edge/charge.succeeded", "edge/customer.created", "edge/customer.updated"]
 ONEOFF_SESSION = "cs_test_a16OXKRtRGUEa0NcK8MgraGrFTC8jcF3vkV4g6NKxswLVSYWKqlSSkNvaG"
-
-
-def count(db, model, *where):
-    return db.session.scalar(select(func.count()).select_from(model).where(*where))
 
 
 def tag_names(contact):

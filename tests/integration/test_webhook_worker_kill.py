@@ -4,20 +4,16 @@ import signal
 import time
 import uuid
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 
-from tests.integration.conftest import start_worker, worker_env
+from tests.helpers import count, start_worker, worker_env
 from webapp.crm.models import Contact, ContactTag, TriggerFired
 from webapp.redis_queue import get_queue
 from webapp.stripe_sync.queue import pending
 from webapp.stripe_sync.models import StripeEvent, SyncLog
-from webapp.stripe_sync.queue.sweep import sweep_unqueued, worker_alive
+from webapp.redis_queue import worker_alive
+from webapp.stripe_sync.queue.sweep import sweep_unqueued
 from tests.waiting import wait_for
-
-
-def count(db, model):
-    return db.session.scalar(select(func.count()).select_from(model))
-
 
 
 def test_killed_worker_mid_job_is_recovered_by_the_sweep(app, connect_resource, post_event, run_worker, db,

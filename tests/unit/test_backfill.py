@@ -9,7 +9,7 @@ import pytest
 import stripe
 
 from webapp.stripe_sync.history.writer import Record, envelope, historical_event_id
-from webapp.stripe_sync.apply.contact_cache import PageCache
+from webapp.stripe_sync.apply.contacts import ContactCache
 from webapp.stripe_sync.history.reader import (
     HistoryReader, RateLimitedTooLong, RateLimiter, ReaderSettings, Waiter, backoff_delay, retry_after, should_retry,
 )
@@ -191,9 +191,9 @@ class TestRecords:
         assert Backfill(state="paused").is_active and not Backfill(state="finished").is_active
 
 
-class TestPageCacheStamps:
+class TestContactCacheStamps:
     def test_same_rules_as_the_stamp_table(self):
-        cache = PageCache([])
+        cache = ContactCache({})
         assert cache.stamp_allows(1, "first_name", (100, 7))
         assert not cache.stamp_allows(1, "first_name", (99, 8))   # older by Stripe's clock
         assert not cache.stamp_allows(1, "first_name", (100, 6))  # tie: the earlier arrival loses

@@ -1,7 +1,7 @@
 """Domain rules for contacts, fields and tags, on a real migrated database."""
 import pytest
 
-from webapp.crm import service
+from webapp.crm import hooks, service
 from webapp.crm.models import Contact, ContactField
 
 
@@ -87,3 +87,53 @@ def test_rename_and_delete_custom_field_keeps_standard_ones(db):
         service.delete_field(email)
     service.delete_field(f)
     assert [x.label for x in service.custom_fields()] == []
+
+
+@pytest.fixture
+def hook():
+    """Register a test's own hook and take it out again, so later apps see only the real ones."""
+    added = []
+
+    def add(registry, fn):
+        added.append((registry, registry.register(fn)))
+        return fn
+
+    yield add
+    for registry, fn in added:
+        registry.unregister(fn)
+
+
+def test_a_registered_veto_refuses_a_delete_and_keeps_the_values(db, hook):
+    f = service.create_field("Plan", "text")
+    c = service.save_contact(None, {"email": "v@example.com"}, {f.id: "pro"})
+    cleaned = []
+    hook(hooks.field_deletion_vetoes, lambda field: f"“{field.label}” is still needed elsewhere.")
+    hook(hooks.field_deletion_cleanups, cleaned.append)
+    with pytest.raises(service.ValidationError) as exc:
+        service.delete_field(f)
+    assert exc.value.errors == {"field": "“Plan” is still needed elsewhere."}
+    assert cleaned == []
+    db.session.rollback()
+    assert [x.label for x in service.custom_fields()] == ["Plan"]
+    assert service.custom_values(db.session.get(Contact, c.id)) == {f.id: "pro"}
+
+
+def test_vetoes_that_let_a_field_go_run_its_cleanups_first(db, hook):
+    f = service.create_field("Plan", "text")
+    seen = []
+    hook(hooks.field_deletion_vetoes, lambda field: seen.append(("veto", field.label)))
+    hook(hooks.field_deletion_cleanups, lambda field: seen.append(("cleanup", field.label)))
+    service.delete_field(f)
+    assert seen == [("veto", "Plan"), ("cleanup", "Plan")]
+    assert service.custom_fields() == []
+
+
+def test_registering_hooks_again_adds_nothing(app):
+    from webapp import register_hooks
+
+    before = {name: list(getattr(hooks, name)) for name in
+              ("field_deletion_vetoes", "field_deletion_cleanups", "account_namers", "contact_sections")}
+    assert all(len(fns) == 1 for fns in before.values())
+    register_hooks(app)
+    register_hooks(app)
+    assert {name: list(getattr(hooks, name)) for name in before} == before

@@ -1,13 +1,11 @@
 """Customer resolution against every shared fixture: who the contact is decides everything else."""
 
 import json
-from pathlib import Path
 
 import pytest
 
+from tests.helpers import EVENTS_DIR, load_event
 from webapp.stripe_sync.apply.customer import CustomerData, resolve_customer_data
-
-FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "stripe-events"
 
 ADA_ADDRESS = {
     "line1": "1815 Analytical Engine Row",
@@ -17,11 +15,6 @@ ADA_ADDRESS = {
     "postal_code": "02110",
     "country": "US",
 }
-
-
-def load_event(name):
-    """Loads a shared fixture by relative path, e.g. "edge/charge.succeeded.json"."""
-    return json.loads((FIXTURES / name).read_text(encoding="utf-8"))
 
 
 def ada_customer():
@@ -47,7 +40,7 @@ def resolve(name, fetch=None):
 
 
 NON_CUSTOMER_FIXTURES = sorted(
-    p.name for p in FIXTURES.glob("*.json") if not p.name.startswith("customer.") or "subscription" in p.name
+    p.name for p in EVENTS_DIR.glob("*.json") if not p.name.startswith("customer.") or "subscription" in p.name
 )
 
 

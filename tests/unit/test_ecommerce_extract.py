@@ -1,20 +1,18 @@
 """Order, recurring payment and refund extraction from the shared fixtures' real fields."""
 
 import json
-from pathlib import Path
 
+from tests.helpers import EVENTS_DIR
 from webapp.stripe_sync.apply.commerce_data import (
     order_from_checkout_session,
     recurring_payment_from_subscription,
     refund_from_charge,
 )
 
-FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "stripe-events"
-
 
 def load_object(name):
     """The data.object of a shared fixture."""
-    return json.loads((FIXTURES / name).read_text(encoding="utf-8"))["data"]["object"]
+    return json.loads((EVENTS_DIR / name).read_text(encoding="utf-8"))["data"]["object"]
 
 
 def test_paid_async_session_is_an_order():
@@ -140,6 +138,6 @@ def test_stripe_objects_are_accepted():
     import stripe
 
     event = stripe.Event.construct_from(
-        json.loads((FIXTURES / "customer.subscription.paused.json").read_text()), "sk_test_x"
+        json.loads((EVENTS_DIR / "customer.subscription.paused.json").read_text()), "sk_test_x"
     )
     assert recurring_payment_from_subscription(event.data.object)["status"] == "PAUSED"

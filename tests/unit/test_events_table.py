@@ -1,24 +1,17 @@
-"""The event table must say exactly what DESIGN.md says, because endpoints and the worker read only it."""
+"""The event table must say exactly what the product promises, because endpoints and the worker read only it."""
 
 import json
-from pathlib import Path
 
 import pytest
 
+from tests.helpers import EVENTS_DIR, load_event
 from webapp.stripe_sync import events
 from webapp.stripe_sync.events import Effect
-
-FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "stripe-events"
 
 
 def fixture_paths():
     """Every shared event file, Ada's story and the edge cases alike."""
-    return sorted(FIXTURES.glob("*.json")) + sorted((FIXTURES / "edge").glob("*.json"))
-
-
-def load_event(name):
-    """Loads a shared fixture by relative path, e.g. "edge/charge.succeeded.json"."""
-    return json.loads((FIXTURES / name).read_text(encoding="utf-8"))
+    return sorted(EVENTS_DIR.glob("*.json")) + sorted((EVENTS_DIR / "edge").glob("*.json"))
 
 
 def test_fixtures_are_present():
@@ -66,7 +59,7 @@ def test_subscribed_events_match_design():
 
 
 def test_every_shared_fixture_type_is_subscribed_somewhere():
-    fixture_types = {json.loads(p.read_text())["type"] for p in FIXTURES.glob("*.json")}
+    fixture_types = {json.loads(p.read_text())["type"] for p in EVENTS_DIR.glob("*.json")}
     assert fixture_types == set(events.ALL_EVENT_TYPES)
 
 

@@ -1,19 +1,17 @@
 """The mappable field catalog, value extraction, name split and type checks the mapping page relies on."""
 
 import json
-from pathlib import Path
 
 import pytest
 
+from tests.helpers import EVENTS_DIR
 from webapp.stripe_sync.connect import fields
 from webapp.stripe_sync.apply.customer import resolve_customer_data
-
-FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "stripe-events"
 
 
 def load_object(name):
     """The data.object of a shared fixture."""
-    event = json.loads((FIXTURES / name).read_text(encoding="utf-8"))
+    event = json.loads((EVENTS_DIR / name).read_text(encoding="utf-8"))
     return event["type"], event["data"]["object"]
 
 

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from tests.conftest import EVENTS_DIR
+from tests.helpers import EVENTS_DIR
 from webapp.automations import personalization as p
 
 

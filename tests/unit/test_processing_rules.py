@@ -1,7 +1,5 @@
-"""Pure rules of event processing: mapping plans, out-of-order stamps, status history, money,
+"""Pure rules of event processing: mapping plans, out-of-order stamps, money,
 error messages and the event envelope check."""
-from dataclasses import dataclass
-
 import pytest
 import stripe
 
@@ -9,8 +7,8 @@ from webapp.stripe_sync.apply.contacts import plan_field_writes
 from webapp.stripe_sync.apply.customer import CustomerData
 from webapp.stripe_sync.queue.enqueue import job_id_for, retry_policy
 from webapp.money import format_amount
-from webapp.stripe_sync.apply.stamps import is_newer, status_transitions, subscription_update_wins
-from webapp.stripe_sync.apply.batch import scrub, short_message
+from webapp.stripe_sync.apply.stamps import is_newer, subscription_update_wins
+from webapp.stripe_sync.apply.failures import scrub, short_message
 from webapp.webhooks.intake import NotAnEvent, parse_event
 
 ADA = CustomerData(id="cus_1", email="ada@example.com", name="Grace Brewster Hopper", phone="+1 555",
@@ -68,24 +66,6 @@ class TestOrdering:
         assert subscription_update_wins("PAUSED", (10, 1), "CANCELLED", "customer.subscription.deleted", (10, 2))
         assert subscription_update_wins("ACTIVE", (10, 1), "PAYMENT_FAILED", "customer.subscription.updated",
                                         (10, 2))
-
-    def test_status_history_folds_repeats_in_stripe_order(self):
-        @dataclass
-        class Row:
-            status: str
-            stripe_status: str
-            event_created: int
-            event_row_id: int
-            event_type: str = "customer.subscription.updated"
-
-        rows = [Row("CANCELLED", "canceled", 60, 1), Row("ACTIVE", "trialing", 10, 2),
-                Row("ACTIVE", "trialing", 20, 3), Row("PAUSED", "paused", 30, 4), Row("ACTIVE", "active", 40, 5),
-                Row("PAYMENT_FAILED", "past_due", 50, 6)]
-        steps = status_transitions(rows)
-        assert [(s.status, s.stripe_status, s.since) for s in steps] == [
-            ("ACTIVE", "trialing", 10), ("PAUSED", "paused", 30), ("ACTIVE", "active", 40),
-            ("PAYMENT_FAILED", "past_due", 50), ("CANCELLED", "canceled", 60)]
-        assert steps[0].since_at.year == 1970
 
 
 @pytest.mark.parametrize("amount,currency,text", [

@@ -6,7 +6,8 @@ import sys
 
 import pytest
 
-from webapp.stripe_sync.queue.sweep import _why_lost, worker_alive
+from webapp.redis_queue import worker_alive
+from webapp.stripe_sync.queue.sweep import _why_lost
 
 HOST = socket.gethostname()
 

@@ -1,7 +1,7 @@
 """Trigger listeners hear about committed firings only."""
 import json
 
-from tests.conftest import EVENTS_DIR
+from tests.helpers import EVENTS_DIR
 from webapp.crm import service
 from webapp.stripe_sync.apply import triggers
 from webapp.stripe_sync.models import StripeAccount, StripeEvent
@@ -25,19 +25,24 @@ def test_listeners_get_ids_after_commit_and_nothing_after_rollback(db, monkeypat
     triggers.on_fired(heard.append)
     contact = service.save_contact(None, {"email": "ada@example.com"})
     row = _event(db)
-    fired = triggers.fire_trigger(triggers.STRIPE_EVENT_RECEIVED, contact, row)
-    assert heard == []
+    staged = []
+    assert triggers.fire_trigger(staged, triggers.STRIPE_EVENT_RECEIVED, contact, row) is not None
+    fired = triggers.insert_firings(staged)
+    assert heard == [] and len(fired) == 1
     db.session.commit()
-    assert heard == [[fired.id]]
+    assert heard == [fired]
     row2 = StripeEvent(account_id=row.account_id, stripe_event_id="evt_2", type="customer.created",
                        created=1, payload="{}")
     db.session.add(row2)
     db.session.flush()
-    triggers.fire_trigger(triggers.STRIPE_EVENT_RECEIVED, contact, row2)
+    staged2 = []
+    triggers.fire_trigger(staged2, triggers.STRIPE_EVENT_RECEIVED, contact, row2)
+    triggers.insert_firings(staged2)
     db.session.rollback()
     db.session.commit()
-    assert heard == [[fired.id]]
-    assert triggers.fire_trigger(triggers.STRIPE_EVENT_RECEIVED, contact, row) is None  # once per event
+    assert heard == [fired]
+    assert triggers.insert_firings(staged) == []  # once per event
+    assert heard == [fired]
 
 
 def test_several_firings_in_one_transaction_are_announced_once_at_its_commit(db, monkeypatch):
@@ -47,10 +52,14 @@ def test_several_firings_in_one_transaction_are_announced_once_at_its_commit(db,
     ada = service.save_contact(None, {"email": "ada@example.com"})
     grace = service.save_contact(None, {"email": "grace@example.com"})
     row = _event(db)
-    first = triggers.fire_trigger(triggers.STRIPE_EVENT_RECEIVED, ada, row)
-    second = triggers.fire_trigger(triggers.STRIPE_EVENT_RECEIVED, grace, row)  # its SAVEPOINT is released
-    with db.session.begin_nested():
+    staged = []
+    triggers.fire_trigger(staged, triggers.STRIPE_EVENT_RECEIVED, ada, row)
+    first = triggers.insert_firings(staged)
+    staged = []
+    triggers.fire_trigger(staged, triggers.STRIPE_EVENT_RECEIVED, grace, row)
+    second = triggers.insert_firings(staged)
+    with db.session.begin_nested():  # a SAVEPOINT released: SQLAlchemy runs after_commit for it too
         pass
     assert heard == []  # nothing is committed yet, so no automation job may start
     db.session.commit()
-    assert heard == [[first.id, second.id]]
+    assert heard == [first + second]

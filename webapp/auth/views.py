@@ -4,9 +4,8 @@ import logging
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_login import login_required, login_user, logout_user
 
-from webapp.auth.forms import LoginForm, SetupForm
-from webapp.auth.service import authenticate, create_user, has_users, safe_next
-from webapp.crm.service import ValidationError
+from webapp.auth.forms import LoginForm, SetupForm, create_user_from
+from webapp.auth.service import authenticate, has_users, safe_next
 from webapp.extensions import limiter
 
 log = logging.getLogger(__name__)
@@ -45,16 +44,11 @@ def setup():
     if has_users():
         return redirect(url_for("auth.login"))
     form = SetupForm()
-    if form.validate_on_submit():
-        try:
-            user = create_user(form.email.data, form.password.data)
-        except ValidationError as exc:
-            for name, message in exc.errors.items():
-                getattr(form, name).errors = [message]
-        else:
-            login_user(user)
-            flash("Welcome! Your admin account is ready.", "success")
-            return redirect(url_for("crm.contacts"))
+    user = create_user_from(form)
+    if user is not None:
+        login_user(user)
+        flash("Welcome! Your admin account is ready.", "success")
+        return redirect(url_for("crm.contacts"))
     status = 400 if request.method == "POST" else 200
     return render_template("auth/setup.html", form=form), status
 

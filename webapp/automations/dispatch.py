@@ -13,7 +13,7 @@ from datetime import timedelta
 
 from rq import Queue, Retry
 
-from webapp.automations.settings import intervals, setting
+from webapp.tunables import intervals, setting
 from webapp.redis_queue import get_queue
 from webapp.stripe_sync.queue.enqueue import REDIS_DOWN
 

@@ -37,9 +37,10 @@ from webapp.automations.personalization import TAG_RE, render_email, render_subj
 from webapp.crm.models import ContactField, Order, Tag, TriggerFired
 from webapp.crm.service import ValidationError, add_tag, check_field_value, remove_tag
 from webapp.extensions import db
+from webapp.upsert import dialect_insert
 from webapp.stripe_sync.queue.enqueue import REDIS_DOWN
 from webapp.stripe_sync.models import StripeEvent
-from webapp.stripe_sync.apply.batch import short_message
+from webapp.stripe_sync.apply.failures import short_message
 from webapp.timeutil import utcnow
 
 log = logging.getLogger(__name__)
@@ -52,11 +53,7 @@ EARLY_TOLERANCE = timedelta(seconds=1)
 
 def _insert_ignore(model, **values) -> int:
     """INSERT ... ON CONFLICT DO NOTHING; the row count says whether this call inserted it."""
-    if db.session.get_bind().dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    return db.session.execute(insert(model).values(**values).on_conflict_do_nothing()).rowcount
+    return db.session.execute(dialect_insert(model).values(**values).on_conflict_do_nothing()).rowcount
 
 
 def firing_facts(fired: TriggerFired) -> matching.Fired:

@@ -24,7 +24,7 @@ from flask import current_app
 from sqlalchemy import select, update
 
 from webapp.automations.models import MSG_FAILED, MSG_NOT_SENT, MSG_QUEUED, MSG_SENT, OutboxMessage
-from webapp.automations.settings import intervals, setting
+from webapp.tunables import intervals, setting
 from webapp.extensions import db
 from webapp.timeutil import utcnow
 

@@ -16,11 +16,8 @@ by a Redis lock); `flask --app app automations sweep` runs it once by hand.
 from __future__ import annotations
 
 import logging
-import threading
 from dataclasses import dataclass
-from datetime import timedelta
 
-from flask import Flask
 from rq import Queue
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
@@ -33,13 +30,12 @@ from webapp.automations.models import (
     MSG_QUEUED, RUN_RUNNING, RUN_WAITING, Automation, AutomationRun, AutomationRunLog, AutomationTriggerCheck,
     OutboxMessage,
 )
-from webapp.automations.settings import setting
+from webapp.tunables import setting
 from webapp.crm.models import TriggerFired
 from webapp.extensions import db
-from webapp.periodic import run_once_locked, start_periodic
+from webapp.periodic import grace_cutoff
 from webapp.redis_queue import get_queue
-from webapp.stripe_sync.queue.sweep import worker_alive
-from webapp.timeutil import utcnow
+from webapp.redis_queue import worker_alive
 
 log = logging.getLogger(__name__)
 
@@ -67,8 +63,7 @@ class SweepReport:
 
 def sweep_automations(older_than_seconds: float | None = None, queue: Queue | None = None) -> SweepReport:
     """Queue again what lost its job; Redis errors propagate."""
-    grace = float(setting("AUTOMATION_SWEEP_GRACE") if older_than_seconds is None else older_than_seconds)
-    cutoff = utcnow() - timedelta(seconds=max(0.0, grace))
+    cutoff = grace_cutoff("AUTOMATION_SWEEP_GRACE", older_than_seconds)
     queue = queue or get_queue()
     report = SweepReport()
     _unchecked_triggers(cutoff, queue, report)
@@ -182,17 +177,3 @@ def _drop(queue: Queue, job_id: str | None) -> None:
         Job.fetch(job_id, connection=queue.connection).delete(remove_from_queue=True)
     except NoSuchJobError:
         pass
-
-
-# --- running it ----------------------------------------------------------------------------------
-
-def sweep_once_locked(interval: float) -> SweepReport | None:
-    """One sweep unless another worker holds the lock for this interval."""
-    return run_once_locked(LOCK_KEY, interval, sweep_automations)
-
-
-def start_periodic_sweep(app: Flask, interval: float | None = None) -> threading.Event:
-    """Sweep now and then every interval on a daemon thread of the worker; set the event to stop it."""
-    with app.app_context():
-        interval = float(interval or setting("AUTOMATION_SWEEP_INTERVAL"))
-    return start_periodic(app, "Automation sweep", LOCK_KEY, interval, sweep_automations)

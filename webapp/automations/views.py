@@ -16,6 +16,7 @@ from webapp.automations.personalization import render_email
 from webapp.crm.models import Contact
 from webapp.crm.service import ValidationError, all_tags
 from webapp.extensions import db
+from webapp.htmx import htmx_redirect, modal
 from webapp.stripe_sync.queue.enqueue import REDIS_DOWN
 from webapp.stripe_sync.models import StripeEvent
 from webapp.stripe_sync.apply.triggers import TRIGGERS
@@ -25,14 +26,6 @@ bp = Blueprint("automations", __name__, url_prefix="/automations")
 
 PREVIEW_CHOICES = 50
 OUTBOX_PAGE = 50
-
-
-def _modal(template: str, status: int = 200, **ctx):
-    """Render a modal step into the shared <dialog>, whatever element asked for it."""
-    resp = make_response(render_template(template, **ctx), status)
-    resp.headers["HX-Retarget"] = "#modal"
-    resp.headers["HX-Reswap"] = "innerHTML"
-    return resp
 
 
 def _saved(template: str, target: str, **ctx):
@@ -70,7 +63,7 @@ def index():
 @bp.route("/new")
 def new():
     """The "New automation" modal."""
-    return _modal("automations/_new.html", form=NameForm())
+    return modal("automations/_new.html", form=NameForm())
 
 
 @bp.route("/new", methods=["POST"])
@@ -82,10 +75,8 @@ def create():
             raise ValidationError({"name": "Names are at most 200 characters."})
         automation = service.create(form.name.data)
     except ValidationError as exc:
-        return _modal("automations/_new.html", 422, form=form, error=exc.errors.get("name"))
-    resp = make_response("", 204)
-    resp.headers["HX-Redirect"] = url_for("automations.edit", automation_id=automation.id)
-    return resp
+        return modal("automations/_new.html", 422, form=form, error=exc.errors.get("name"))
+    return htmx_redirect(url_for("automations.edit", automation_id=automation.id))
 
 
 def _editor_ctx(automation) -> dict:
@@ -162,9 +153,9 @@ def deactivate(automation_id):
 def trigger_picker(automation_id):
     """The trigger picker modal, grouped in sections."""
     automation = _automation_or_404(automation_id)
-    return _modal("automations/_trigger_picker.html", automation=automation, triggers=TRIGGERS,
-                  offered=service.offered_triggers(), no_events=service.NO_EVENTS,
-                  recurring_missing=service.RECURRING_MISSING)
+    return modal("automations/_trigger_picker.html", automation=automation, triggers=TRIGGERS,
+                 offered=service.offered_triggers(), no_events=service.NO_EVENTS,
+                 recurring_missing=service.RECURRING_MISSING)
 
 
 def _trigger_form(automation, trigger_type, status=200, errors=None, chosen=None):
@@ -175,10 +166,10 @@ def _trigger_form(automation, trigger_type, status=200, errors=None, chosen=None
         chosen = {"event_types": config.get("event_types", []), "filter": config.get("filter", "any"),
                   "product_name": config.get("product_name", ""), "min_amount": config.get("min_amount", ""),
                   "status": config.get("status", "")}
-    return _modal("automations/_trigger_form.html", status, automation=automation, trigger_type=trigger_type,
-                  trigger_name=TRIGGERS[trigger_type], chosen=chosen, errors=errors or {},
-                  groups=service.offered_event_groups(chosen.get("event_types")),
-                  purchase_filters=matching.PURCHASE_FILTERS, statuses=matching.RECURRING_STATUSES)
+    return modal("automations/_trigger_form.html", status, automation=automation, trigger_type=trigger_type,
+                 trigger_name=TRIGGERS[trigger_type], chosen=chosen, errors=errors or {},
+                 groups=service.offered_event_groups(chosen.get("event_types")),
+                 purchase_filters=matching.PURCHASE_FILTERS, statuses=matching.RECURRING_STATUSES)
 
 
 @bp.route("/<int:automation_id>/trigger/<trigger_type>")
@@ -213,8 +204,8 @@ def trigger_save(automation_id):
 def action_picker(automation_id):
     """Which kind of action to add."""
     automation = _automation_or_404(automation_id)
-    return _modal("automations/_action_picker.html", automation=automation, kinds=steps.STEP_KINDS,
-                  help=steps.STEP_HELP)
+    return modal("automations/_action_picker.html", automation=automation, kinds=steps.STEP_KINDS,
+                 help=steps.STEP_HELP)
 
 
 def _step_form(automation, kind, step=None, values=None, errors=None, status=200):
@@ -233,7 +224,7 @@ def _step_form(automation, kind, step=None, values=None, errors=None, status=200
         ctx["tag_sections"] = context.catalogue()
     if kind == steps.SEND_EMAIL:
         ctx.update(service.preview_choices(PREVIEW_CHOICES))
-    return _modal("automations/_step_form.html", status, **ctx)
+    return modal("automations/_step_form.html", status, **ctx)
 
 
 @bp.route("/<int:automation_id>/actions/new/<kind>")
@@ -335,8 +326,8 @@ def run_detail(run_id):
     run = db.get_or_404(AutomationRun, run_id)
     event = db.session.get(StripeEvent, run.event_row_id) if run.event_row_id else None
     messages = service.run_messages(run.id)
-    return _modal("automations/_run_log.html", run=run, event=event, messages=messages,
-                  step_count=len(run.automation.steps))
+    return modal("automations/_run_log.html", run=run, event=event, messages=messages,
+                 step_count=len(run.automation.steps))
 
 
 # --- outbox --------------------------------------------------------------------------------------
@@ -363,7 +354,7 @@ def outbox_page():
 def outbox_message(message_id):
     """One message: the email as rendered, its text part, and how delivery went."""
     message = db.get_or_404(OutboxMessage, message_id)
-    return _modal("automations/_outbox_message.html", message=message, smtp_configured=outbox.smtp_configured())
+    return modal("automations/_outbox_message.html", message=message, smtp_configured=outbox.smtp_configured())
 
 
 @bp.route("/outbox/<int:message_id>/send", methods=["POST"])
@@ -371,15 +362,15 @@ def outbox_send(message_id):
     """Send a failed or unsent message again."""
     message = db.get_or_404(OutboxMessage, message_id)
     if not outbox.send_again(message):
-        return _modal("automations/_outbox_message.html", 422, message=message,
-                      smtp_configured=outbox.smtp_configured(),
-                      send_error="Only failed or unsent messages can be sent again, and only with SMTP_URL configured.")
+        return modal("automations/_outbox_message.html", 422, message=message,
+                     smtp_configured=outbox.smtp_configured(),
+                     send_error="Only failed or unsent messages can be sent again, and only with SMTP_URL configured.")
     from webapp.automations.dispatch import enqueue_send
     try:
         enqueue_send(message.id)
     except REDIS_DOWN as exc:
         log.warning("Outbox message %s not queued (Redis: %s); the sweep will queue it", message.id, type(exc).__name__)
-    return _modal("automations/_outbox_message.html", message=message, smtp_configured=outbox.smtp_configured())
+    return modal("automations/_outbox_message.html", message=message, smtp_configured=outbox.smtp_configured())
 
 
 # --- command line --------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from sqlalchemy import and_, func, select, union_all
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 
+from webapp.crm import hooks
 from webapp.crm.models import (
     FIELD_TYPES, STANDARD_FIELDS, Contact, ContactField, ContactFieldValue, ContactTag, Tag,
 )
@@ -183,12 +184,17 @@ def save_contact(contact: Contact | None, data: dict, custom: dict[int, str] | N
     contact.refresh_keys()
     for field_id, value in checked.items():
         set_custom_value(contact, fields_by_id[field_id], value)
+    _commit_unique("email", "A contact with this email already exists.")
+    return contact
+
+
+def _commit_unique(field_name: str, message: str) -> None:
+    """Commit; a unique index refusing the row becomes a message on the form field that caused it."""
     try:
         db.session.commit()
     except IntegrityError:
         db.session.rollback()
-        raise ValidationError({"email": "A contact with this email already exists."}) from None
-    return contact
+        raise ValidationError({field_name: message}) from None
 
 
 def set_custom_value(contact: Contact, field: ContactField, value: str) -> None:
@@ -317,11 +323,7 @@ def create_field(label: str | None, type_: str | None, options_raw: str | None =
     db.session.add(field)
     db.session.flush()
     field.key = f"custom_{field.id}"
-    try:
-        db.session.commit()
-    except IntegrityError:
-        db.session.rollback()
-        raise ValidationError({"label": "A field with this name already exists."}) from None
+    _commit_unique("label", "A field with this name already exists.")
     return field
 
 
@@ -331,27 +333,18 @@ def rename_field(field: ContactField, label: str | None) -> ContactField:
         raise ValidationError({"label": "Standard fields cannot be renamed."})
     label = _check_label(label, field.id)
     field.label, field.label_lower = label, label.lower()
-    try:
-        db.session.commit()
-    except IntegrityError:
-        db.session.rollback()
-        raise ValidationError({"label": "A field with this name already exists."}) from None
+    _commit_unique("label", "A field with this name already exists.")
     return field
 
 
 def delete_field(field: ContactField) -> None:
-    """Delete a custom field and its values; standard fields, and fields a Stripe mapping fills, stay."""
+    """A deleted field takes every contact's value with it, so standard fields and vetoed ones stay."""
     if field.is_standard:
         raise ValidationError({"field": "Standard fields cannot be deleted."})
-    from webapp.stripe_sync.models import RESOURCE_DISCONNECTED, FieldMapping, StripeResource
-    users = db.session.scalars(select(StripeResource).join(FieldMapping, FieldMapping.resource_id == StripeResource.id)
-                               .where(FieldMapping.field_id == field.id)).unique().all()
-    active = [r for r in users if r.status != RESOURCE_DISCONNECTED]
-    if active:
-        names = ", ".join(sorted({r.name for r in active}))
-        raise ValidationError({"field": f"“{field.label}” is filled by the Stripe {names} field mapping. "
-                                        "Change that mapping first (Apps → Stripe → the resource)."})
-    db.session.execute(db.delete(FieldMapping).where(FieldMapping.field_id == field.id))
+    refusal = hooks.deletion_refusal(field)
+    if refusal:
+        raise ValidationError({"field": refusal})
+    hooks.release_field(field)
     db.session.execute(db.delete(ContactFieldValue).where(ContactFieldValue.field_id == field.id))
     db.session.delete(field)
     db.session.commit()

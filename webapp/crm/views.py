@@ -1,10 +1,12 @@
 """Contacts, fields and tags pages; thin views over crm.service."""
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 
-from webapp.crm import service
+from webapp.crm import hooks, service
+from webapp.crm.contact_commerce import badge_class, commerce_for_contact
 from webapp.crm.forms import ContactForm, FieldForm, RenameFieldForm, TagForm
 from webapp.crm.models import Contact, ContactField
 from webapp.extensions import db
+from webapp.money import format_amount
 
 bp = Blueprint("crm", __name__)
 
@@ -115,14 +117,11 @@ def contact_edit(contact_id):
 @bp.route("/contacts/<int:contact_id>")
 def contact_detail(contact_id):
     """Everything the CRM knows about one contact."""
-    from webapp.stripe_sync.contact_commerce import badge_class, commerce_for_contact
-    from webapp.money import format_amount
-
     contact = _contact_or_404(contact_id)
     return render_template("crm/contact.html", contact=contact, fields=service.custom_fields(),
                            values=service.custom_values(contact), tag_form=TagForm(),
                            commerce=commerce_for_contact(contact.id), format_amount=format_amount,
-                           badge_class=badge_class)
+                           badge_class=badge_class, sections=hooks.extra_contact_sections(contact))
 
 
 def _tags_fragment(contact, form=None, error=None, status=200):

@@ -2,10 +2,8 @@
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 from sqlalchemy import select
 
-from webapp.auth.forms import UserForm
+from webapp.auth.forms import UserForm, create_user_from
 from webapp.auth.models import User
-from webapp.auth.service import create_user
-from webapp.crm.service import ValidationError
 from webapp.extensions import db
 
 bp = Blueprint("settings", __name__, url_prefix="/settings")
@@ -27,15 +25,10 @@ def index():
     form = UserForm()
     status = 200
     if request.method == "POST":
-        if form.validate_on_submit():
-            try:
-                user = create_user(form.email.data, form.password.data)
-            except ValidationError as exc:
-                for name, message in exc.errors.items():
-                    getattr(form, name).errors = [message]
-            else:
-                flash(f"User {user.email} can now log in.", "success")
-                return redirect(url_for("settings.index"))
+        user = create_user_from(form)
+        if user is not None:
+            flash(f"User {user.email} can now log in.", "success")
+            return redirect(url_for("settings.index"))
         status = 400
     users = db.session.scalars(select(User).order_by(User.email_lower)).all()
     return render_template("settings/index.html", form=form, users=users,

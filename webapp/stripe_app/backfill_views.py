@@ -4,7 +4,7 @@ import logging
 from flask import abort, render_template
 
 from webapp.extensions import db
-from webapp.stripe_app.views import bp
+from webapp.stripe_app.blueprint import bp
 from webapp.stripe_sync.history import importer
 from webapp.stripe_sync.models import Backfill
 

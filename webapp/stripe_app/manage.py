@@ -1,29 +1,40 @@
-"""The Stripe manage page's actions: live sync log, retry, mapping updates, disconnects."""
+"""The Stripe manage page and its actions: live sync log, retry, mapping updates, disconnects."""
 import json
 import logging
 
 from flask import abort, flash, make_response, render_template, request, url_for
-from sqlalchemy import func, select
 
 from webapp.extensions import db
-from webapp.stripe_app.views import _htmx_redirect, _modal, bp, connected_accounts
+from webapp.htmx import htmx_redirect, modal
+from webapp.settings.views import public_base_configured, public_base_url
+from webapp.stripe_app.blueprint import bp
 from webapp.stripe_sync import synclog
-from webapp.stripe_sync.connect import disconnect, flow
-from webapp.stripe_sync.client import StripeProblem, client_for_account, describe
+from webapp.stripe_sync.connect import disconnect, endpoints as provisioning, flow
+from webapp.stripe_sync.client import StripeProblem
 from webapp.stripe_sync.events import ALL_EVENT_TYPES
-from webapp.stripe_sync.connect.fields import NAME_SPLIT_NOTE, collect_metadata_keys
+from webapp.stripe_sync.connect.fields import NAME_SPLIT_NOTE
 from webapp.stripe_sync.connect.mapping import choices, rows_from_form, rows_from_mappings
-from webapp.stripe_sync.models import (
-    OUTCOMES, RESOURCE_DISCONNECTED, ResourceCounter, StripeAccount, StripeResource, SyncLog,
-)
+from webapp.stripe_sync.models import OUTCOMES, StripeAccount, StripeResource, SyncLog
 
 log = logging.getLogger(__name__)
+
+
+@bp.route("/stripe")
+def stripe_page():
+    """The Stripe app page: empty state, or the manage page (accounts, resources, live sync log)."""
+    ctx = log_context(synclog.LogFilters.from_args(request.args))
+    if request.headers.get("HX-Target") == "sync-log":
+        return render_template("apps/_sync_log.html", **ctx)
+    accounts = ctx["log_accounts"]
+    warning = provisioning.base_url_warning(public_base_url(), public_base_configured()) if accounts else None
+    return render_template("apps/stripe.html", accounts=accounts, base_warning=warning,
+                           counts=synclog.resource_counts(accounts), **ctx)
 
 
 def log_context(filters: synclog.LogFilters) -> dict:
     """Everything the sync-log section renders: filters, choices, newest rows, poll cursor."""
     rows = synclog.latest(filters)
-    accounts = connected_accounts()
+    accounts = flow.connected_accounts()
     return {"filters": filters, "log_rows": rows, "poll_after": rows[0].id if rows else synclog.max_id(),
             "oldest_id": rows[-1].id if len(rows) == synclog.PAGE_SIZE else None,
             "log_accounts": accounts, "log_resources": [r for a in accounts for r in a.resources],
@@ -64,7 +75,7 @@ def log_detail(log_id):
             payload = json.dumps(json.loads(event.payload), indent=2, ensure_ascii=False)
         except ValueError:
             payload = event.payload
-    return _modal("apps/_sync_log_detail.html", row=row, event=event, payload=payload)
+    return modal("apps/_sync_log_detail.html", row=row, event=event, payload=payload)
 
 
 @bp.route("/stripe/log/<int:log_id>/retry", methods=["POST"])
@@ -93,31 +104,19 @@ def log_retry(log_id):
 
 def _resource_or_404(resource_id) -> StripeResource:
     """A resource that is still connected, or 404."""
-    res = db.session.get(StripeResource, resource_id)
-    if res is None or res.status == RESOURCE_DISCONNECTED:
+    res = flow.connected_resource(resource_id)
+    if res is None:
         abort(404)
     return res
 
 
-def _metadata_keys(res: StripeResource) -> list[str]:
-    """Metadata keys of recent customers, plus those already mapped; Stripe being down is not fatal."""
-    mapped = [m.stripe_field.split(".", 1)[1] for m in res.mappings if m.stripe_field.startswith("metadata.")]
-    try:
-        recent = client_for_account(res.account).v1.customers.list(params={"limit": 100})
-        found = collect_metadata_keys(c.to_dict() for c in recent.data)
-    except Exception as exc:  # noqa: BLE001 - the editor still works with the keys already mapped
-        log.info("could not list customers for metadata keys: %s", describe(exc).kind)
-        found = []
-    return sorted(set(found) | set(mapped))
-
-
 def _mapping_editor(res, rows, status=200, general=None, metadata_keys=None):
     """The mapping modal for a connected resource."""
-    metadata_keys = _metadata_keys(res) if metadata_keys is None else metadata_keys
-    return _modal("apps/_edit_mapping.html", status, resource=res, rows=rows, general=general or [],
-                  stripe_choices=choices(metadata_keys), metadata_keys=metadata_keys,
-                  crm_fields=flow.crm_fields().values(), name_note=NAME_SPLIT_NOTE,
-                  email_field_id=flow.email_field_id())
+    metadata_keys = flow.metadata_keys_for(res) if metadata_keys is None else metadata_keys
+    return modal("apps/_edit_mapping.html", status, resource=res, rows=rows, general=general or [],
+                 stripe_choices=choices(metadata_keys), metadata_keys=metadata_keys,
+                 crm_fields=flow.crm_fields().values(), name_note=NAME_SPLIT_NOTE,
+                 email_field_id=flow.email_field_id())
 
 
 @bp.route("/stripe/resources/<int:resource_id>/mapping", methods=["GET"])
@@ -137,7 +136,7 @@ def mapping_save(resource_id):
         return _mapping_editor(res, result.rows, 422, result.general, request.form.getlist("meta"))
     flash(f"Field mapping for {res.name} updated. Events from now on use it; contacts synced before keep "
           "their values.", "success")
-    return _htmx_redirect(url_for("apps.stripe_page"))
+    return htmx_redirect(url_for("apps.stripe_page"))
 
 
 # --- disconnecting --------------------------------------------------------------------------------
@@ -146,62 +145,44 @@ def mapping_save(resource_id):
 def resource_remove_confirm(resource_id):
     """The trash icon's confirmation modal."""
     res = db.get_or_404(StripeResource, resource_id)
-    return _modal("apps/_remove_resource.html", resource=res)
+    return modal("apps/_remove_resource.html", resource=res)
 
 
 @bp.route("/stripe/resources/<int:resource_id>/remove", methods=["POST"])
 def resource_remove(resource_id):
     """"Remove": delete the endpoint in Stripe, keep all synced data."""
     res = db.get_or_404(StripeResource, resource_id)
-    try:
-        disconnect.disconnect_resource(res)
-    except disconnect.AlreadyRemoved as exc:
-        return _modal("apps/_remove_resource.html", 409, resource=res, error=str(exc), gone=True)
-    except StripeProblem as exc:
-        return _modal("apps/_remove_resource.html", 502, resource=res,
-                      error="Stripe could not be reached, so the webhook endpoint may still exist. "
-                            f"{exc.message} The resource stays listed as “Disconnecting” until a retry works.")
-    flash(f"{res.name} was removed. Its synced contacts, tags, orders and logs stay.", "success")
-    return _htmx_redirect(url_for("apps.stripe_page"))
+    return _disconnect(disconnect.disconnect_resource, "apps/_remove_resource.html", resource=res,
+                       unreachable="Stripe could not be reached, so the webhook endpoint may still exist. {} "
+                                   "The resource stays listed as “Disconnecting” until a retry works.",
+                       done=f"{res.name} was removed. Its synced contacts, tags, orders and logs stay.")
 
 
 @bp.route("/stripe/accounts/<int:account_id>/disconnect", methods=["GET"])
 def account_disconnect_confirm(account_id):
     """The "Disconnect Account" modal."""
-    return _modal("apps/_disconnect_account.html", account=db.get_or_404(StripeAccount, account_id))
+    return modal("apps/_disconnect_account.html", account=db.get_or_404(StripeAccount, account_id))
 
 
 @bp.route("/stripe/accounts/<int:account_id>/disconnect", methods=["POST"])
 def account_disconnect(account_id):
     """"Disconnect": every resource removed, the key erased, synced data kept."""
     account = db.get_or_404(StripeAccount, account_id)
+    return _disconnect(disconnect.disconnect_account, "apps/_disconnect_account.html", account=account,
+                       unreachable="Not every webhook endpoint could be removed in Stripe. {} "
+                                   "The account stays connected; retry when Stripe is reachable.",
+                       done=f"The Stripe account {account.email or account.stripe_account_id} was disconnected. "
+                            "Previously synced data stays.")
+
+
+def _disconnect(action, template: str, unreachable: str, done: str, **target):
+    """Run a disconnect; its confirmation modal again with why when it cannot, the page when it did."""
+    (obj,) = target.values()
     try:
-        disconnect.disconnect_account(account)
+        action(obj)
     except disconnect.AlreadyRemoved as exc:
-        return _modal("apps/_disconnect_account.html", 409, account=account, error=str(exc), gone=True)
+        return modal(template, 409, error=str(exc), gone=True, **target)
     except StripeProblem as exc:
-        return _modal("apps/_disconnect_account.html", 502, account=account,
-                      error=f"Not every webhook endpoint could be removed in Stripe. {exc.message} "
-                            "The account stays connected; retry when Stripe is reachable.")
-    flash(f"The Stripe account {account.email or account.stripe_account_id} was disconnected. "
-          "Previously synced data stays.", "success")
-    return _htmx_redirect(url_for("apps.stripe_page"))
-
-
-def resource_counts(accounts) -> dict[int, dict[str, int]]:
-    """Per resource: sync attempts synced, skipped and failed, summed from the counter shards."""
-    ids = [r.id for a in accounts for r in a.resources]
-    counts = {rid: {"synced": 0, "skipped": 0, "failed": 0} for rid in ids}
-    if not ids:
-        return counts
-    rows = db.session.execute(
-        select(ResourceCounter.resource_id, ResourceCounter.outcome, func.sum(ResourceCounter.count))
-        .where(ResourceCounter.resource_id.in_(ids))
-        .group_by(ResourceCounter.resource_id, ResourceCounter.outcome))
-    for resource_id, outcome, total in rows:
-        key = {"created": "synced", "updated": "synced"}.get(outcome, outcome)
-        if key in counts[resource_id]:
-            counts[resource_id][key] += int(total)
-    return counts
-
-
+        return modal(template, 502, error=unreachable.format(exc.message), **target)
+    flash(done, "success")
+    return htmx_redirect(url_for("apps.stripe_page"))

@@ -1,44 +1,21 @@
-"""Apps catalogue, Connected Apps, and the Stripe app page with its connect flow (htmx fragments)."""
+"""Apps catalogue, Connected Apps, and the Stripe connect flow (htmx fragments)."""
 import logging
 
-from flask import Blueprint, abort, flash, make_response, render_template, request, url_for
+from flask import abort, flash, render_template, request, url_for
 from flask_login import current_user
-from sqlalchemy import select
 
-from webapp import apps_registry
-from webapp.extensions import db
-from webapp.crypto import decrypt
+import webapp.apps_registry as apps_registry
+from webapp.htmx import htmx_redirect, modal
 from webapp.settings.views import public_base_configured, public_base_url
+from webapp.stripe_app.blueprint import bp
 from webapp.stripe_sync.connect import endpoints as provisioning, flow
-from webapp.stripe_sync.client import StripeProblem, client_for_account, describe, make_client
+from webapp.stripe_sync.client import StripeProblem
 from webapp.stripe_sync.events import resource_choices
 from webapp.stripe_sync.connect.fields import NAME_SPLIT_NOTE
 from webapp.stripe_sync.connect.mapping import ROLE_EXTRA, MappingRow, choices, default_rows, rows_from_form
-from webapp.stripe_sync.models import ACCOUNT_CONNECTED, SYNC_TYPES, StripeAccount, StripeResource
+from webapp.stripe_sync.models import SYNC_TYPES
 
 log = logging.getLogger(__name__)
-bp = Blueprint("apps", __name__, url_prefix="/apps")
-
-
-def _htmx_redirect(url: str):
-    """Tell htmx to load a whole page (after the flow finishes)."""
-    resp = make_response("", 204)
-    resp.headers["HX-Redirect"] = url
-    return resp
-
-
-def _modal(template: str, status: int = 200, **ctx):
-    """Render a modal step into the shared <dialog>, whatever element asked for it."""
-    resp = make_response(render_template(template, **ctx), status)
-    resp.headers["HX-Retarget"] = "#modal"
-    resp.headers["HX-Reswap"] = "innerHTML"
-    return resp
-
-
-def connected_accounts() -> list[StripeAccount]:
-    """Accounts shown under Connected Apps, oldest first."""
-    return list(db.session.scalars(select(StripeAccount).where(StripeAccount.status == ACCOUNT_CONNECTED)
-                                   .order_by(StripeAccount.connected_at)))
 
 
 @bp.route("/")
@@ -54,22 +31,7 @@ def index():
 @bp.route("/connected")
 def connected():
     """Connected Apps: every app with a live connection."""
-    return render_template("apps/connected.html", stripe_accounts=connected_accounts())
-
-
-@bp.route("/stripe")
-def stripe_page():
-    """The Stripe app page: empty state, or the manage page (accounts, resources, live sync log)."""
-    from webapp.stripe_app.manage import log_context, resource_counts
-    from webapp.stripe_sync.synclog import LogFilters
-
-    ctx = log_context(LogFilters.from_args(request.args))
-    if request.headers.get("HX-Target") == "sync-log":
-        return render_template("apps/_sync_log.html", **ctx)
-    accounts = ctx["log_accounts"]
-    warning = provisioning.base_url_warning(public_base_url(), public_base_configured()) if accounts else None
-    return render_template("apps/stripe.html", accounts=accounts, base_warning=warning,
-                           counts=resource_counts(accounts), **ctx)
+    return render_template("apps/connected.html", stripe_accounts=flow.connected_accounts())
 
 
 # --- step 1: the key -----------------------------------------------------------------------------
@@ -77,7 +39,7 @@ def stripe_page():
 @bp.route("/stripe/connect", methods=["GET"])
 def connect_start():
     """The "Connect Account" modal with the Secret Key field."""
-    return _modal("apps/_connect_key.html")
+    return modal("apps/_connect_key.html")
 
 
 @bp.route("/stripe/connect", methods=["POST"])
@@ -89,7 +51,7 @@ def connect_key():
         return render_template("apps/_connect_key_error.html", error=str(exc)), 422
     except flow.AlreadyConnected as exc:
         return render_template("apps/_connect_key_error.html", error=str(exc), existing=exc.account), 422
-    return _modal("apps/_connect_resource.html", draft=draft, **_resource_ctx(draft))
+    return modal("apps/_connect_resource.html", draft=draft, **_resource_ctx(draft))
 
 
 def _resource_ctx(draft, errors=None):
@@ -103,7 +65,7 @@ def _draft_or_gone():
     """The draft named by the form, or a message that the flow must restart."""
     draft = flow.load_draft(request.values.get("draft"), current_user.id)
     if draft is None:
-        return None, _modal("apps/_connect_expired.html", 410)
+        return None, modal("apps/_connect_expired.html", 410)
     return draft, None
 
 
@@ -118,9 +80,9 @@ def connect_resource():
     errors = flow.choose_resource(draft, request.form.get("kind"), request.form.get("sync_type"),
                                      request.form.get("trigger_historical") == "1")
     if errors:
-        return _modal("apps/_connect_resource.html", 422, draft=draft, chosen=request.form, **_resource_ctx(draft, errors))
+        return modal("apps/_connect_resource.html", 422, draft=draft, chosen=request.form, **_resource_ctx(draft, errors))
     rows = default_rows(flow.email_field_id())
-    return _modal("apps/_connect_mapping.html", **_mapping_ctx(draft, rows))
+    return modal("apps/_connect_mapping.html", **_mapping_ctx(draft, rows))
 
 
 def _mapping_ctx(draft, rows, general=None, limit=None):
@@ -157,32 +119,29 @@ def connect_finish():
     if gone:
         return gone
     if not draft.kind:
-        return _modal("apps/_connect_resource.html", 422, draft=draft, chosen={}, **_resource_ctx(draft))
+        return modal("apps/_connect_resource.html", 422, draft=draft, chosen={}, **_resource_ctx(draft))
     rows = rows_from_form(request.form, flow.email_field_id())
     try:
         result, res = flow.finish(draft, rows, public_base_url())
     except provisioning.EndpointLimitReached as exc:
-        return _modal("apps/_connect_mapping.html", 422,
-                      **_mapping_ctx(draft, rows, limit=_limit_ctx(exc.endpoints)))
+        return modal("apps/_connect_mapping.html", 422,
+                     **_mapping_ctx(draft, rows, limit=_limit_ctx(exc.endpoints)))
     except StripeProblem as exc:
-        return _modal("apps/_connect_mapping.html", 422,
-                      **_mapping_ctx(draft, rows, general=["There was an error saving your connection. " + exc.message]))
-    except Exception:  # noqa: BLE001 - logged in connect.finish; the endpoint was removed again
-        return _modal("apps/_connect_mapping.html", 422, **_mapping_ctx(
+        return modal("apps/_connect_mapping.html", 422,
+                     **_mapping_ctx(draft, rows, general=["There was an error saving your connection. " + exc.message]))
+    except Exception:  # noqa: BLE001 - logged in flow.finish; the endpoint was removed again
+        return modal("apps/_connect_mapping.html", 422, **_mapping_ctx(
             draft, rows, general=["There was an error saving your connection. Nothing was saved; try Finish again."]))
     if res is None:
-        return _modal("apps/_connect_mapping.html", 422, **_mapping_ctx(draft, result.rows, result.general))
+        return modal("apps/_connect_mapping.html", 422, **_mapping_ctx(draft, result.rows, result.general))
     flash(f"Stripe is connected: {res.name} events from {res.account.email or res.account.stripe_account_id} "
           "now sync into your contacts.", "success")
-    return _htmx_redirect(url_for("apps.stripe_page"))
+    return htmx_redirect(url_for("apps.stripe_page"))
 
 
 def _limit_ctx(endpoints):
     """The endpoint-limit panel: every endpoint, ours marked, leftovers removable."""
-    in_use = {r.webhook_endpoint_id: f"{r.name} ({r.account.email or r.account.stripe_account_id})"
-              for r in db.session.scalars(select(StripeResource).where(StripeResource.webhook_endpoint_id.isnot(None),
-                                                                        StripeResource.status != "disconnected"))}
-    return provisioning.describe_endpoints(endpoints, public_base_url(), in_use)
+    return flow.describe_limit(endpoints, public_base_url())
 
 
 @bp.route("/stripe/connect/endpoints/<endpoint_id>/delete", methods=["POST"])
@@ -191,42 +150,19 @@ def connect_remove_endpoint(endpoint_id):
     draft, gone = _draft_or_gone()
     if gone:
         return gone
-    client = draft_client(draft)
-    error = None
-    try:
-        endpoints = provisioning.list_endpoints(client)
-        infos = {i.id: i for i in _limit_ctx(endpoints)}
-        info = infos.get(endpoint_id)
-        if info is None:
-            error = "That endpoint is already gone."
-        elif not info.removable:
-            error = "Only endpoints left over from this app can be removed here."
-        else:
-            provisioning.delete_endpoint(client, endpoint_id)
-            endpoints = [e for e in endpoints if e["id"] != endpoint_id]
-    except StripeProblem as exc:
-        error, endpoints = exc.message, []
-    except Exception as exc:  # a Stripe SDK error
-        error, endpoints = describe(exc).message, []
+    error, endpoints = flow.remove_leftover_endpoint(draft, endpoint_id, public_base_url())
     return render_template("apps/_endpoint_limit.html", draft=draft, limit=_limit_ctx(endpoints),
                            limit_error=error), (422 if error else 200)
-
-
-def draft_client(draft):
-    """An SDK client with the draft's key (new account) or the account's stored key."""
-    if draft.account_id:
-        return client_for_account(db.session.get(StripeAccount, draft.account_id))
-    return make_client(decrypt(draft.secret_key_enc))
 
 
 @bp.route("/stripe/accounts/<int:account_id>/resources/new")
 def connect_new_resource(account_id):
     """"Connect a new resource" for an account already connected: straight to the resource step."""
-    account = db.session.get(StripeAccount, account_id)
-    if account is None or account.status != ACCOUNT_CONNECTED:
+    account = flow.connected_account(account_id)
+    if account is None:
         abort(404)
     try:
         draft = flow.draft_for_account(current_user.id, account)
     except StripeProblem as exc:
-        return _modal("apps/_connect_expired.html", 422, message=exc.message)
-    return _modal("apps/_connect_resource.html", draft=draft, **_resource_ctx(draft))
+        return modal("apps/_connect_expired.html", 422, message=exc.message)
+    return modal("apps/_connect_resource.html", draft=draft, **_resource_ctx(draft))

@@ -1,9 +1,9 @@
 """Stripe connections (accounts, resources, mappings, secrets), received events and the sync log."""
-import os
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Optional
 
-from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint, event
+from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from webapp.extensions import db
@@ -182,6 +182,19 @@ class StripeEvent(db.Model):
     processed_at: Mapped[Optional[datetime]] = mapped_column()
 
 
+@dataclass
+class EventRef:
+    """The StripeEvent columns the write path reads, without loading the payload back."""
+
+    id: int
+    account_id: int
+    resource_id: int | None
+    stripe_event_id: str
+    type: str
+    created: int
+    historical: bool = False
+
+
 class SyncLog(db.Model):
     """One row per sync attempt, for the live log and a contact's Stripe activity."""
 
@@ -227,22 +240,6 @@ class ResourceCounter(db.Model):
 
 
 COUNTER_SHARDS = 16
-
-
-@event.listens_for(SyncLog, "after_insert")
-def _count_attempt(_mapper, connection, target: SyncLog) -> None:
-    """Add one to this process's shard of the resource's counter, in the log row's transaction."""
-    if not target.resource_id:
-        return
-    if connection.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    table = ResourceCounter.__table__
-    stmt = insert(table).values(resource_id=target.resource_id, outcome=target.outcome,
-                                shard=os.getpid() % COUNTER_SHARDS, count=1)
-    connection.execute(stmt.on_conflict_do_update(
-        index_elements=["resource_id", "outcome", "shard"], set_={"count": table.c["count"] + 1}))
 
 
 # Backfill.state

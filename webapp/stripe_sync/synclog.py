@@ -1,12 +1,20 @@
-"""Reading the sync log: filtered pages by id, so a poll with nothing new is one indexed query."""
+"""The sync log: one row per sync attempt, written with the resource's counters in the same
+transaction, and read in filtered pages by id, so a poll with nothing new is one indexed query."""
+import os
+import time
+from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 
 from webapp.extensions import db
 from webapp.stripe_sync.models import (
-    OUTCOME_CREATED, OUTCOME_FAILED, OUTCOME_SKIPPED, OUTCOME_UPDATED, OUTCOMES, StripeEvent, SyncLog,
+    COUNTER_SHARDS, OUTCOME_CREATED, OUTCOME_FAILED, OUTCOME_SKIPPED, OUTCOME_UPDATED, OUTCOMES, EventRef,
+    ResourceCounter, StripeEvent, SyncLog,
 )
+from webapp.timeutil import utcnow
+from webapp.upsert import dialect_insert
 
 PAGE_SIZE = 50
 NEWER_LIMIT = 200
@@ -100,5 +108,61 @@ def can_retry(log_row: SyncLog) -> bool:
     return event is not None and event.status == "failed"
 
 
+def resource_counts(accounts) -> dict[int, dict[str, int]]:
+    """Per resource: sync attempts synced, skipped and failed, summed from the counter shards."""
+    ids = [r.id for a in accounts for r in a.resources]
+    counts = {rid: {"synced": 0, "skipped": 0, "failed": 0} for rid in ids}
+    if not ids:
+        return counts
+    rows = db.session.execute(
+        select(ResourceCounter.resource_id, ResourceCounter.outcome, func.sum(ResourceCounter.count))
+        .where(ResourceCounter.resource_id.in_(ids))
+        .group_by(ResourceCounter.resource_id, ResourceCounter.outcome))
+    for resource_id, outcome, total in rows:
+        key = {"created": "synced", "updated": "synced"}.get(outcome, outcome)
+        if key in counts[resource_id]:
+            counts[resource_id][key] += int(total)
+    return counts
+
+
 __all__ = ["LogFilters", "latest", "newer", "older", "max_id", "for_contact", "SYNCED", "OUTCOME_SKIPPED",
-           "OUTCOME_FAILED", "event_for", "can_retry"]
+           "OUTCOME_FAILED", "event_for", "can_retry", "resource_counts"]
+
+
+# --- writing: every sync-log row goes through `record`, so the counters always match the log ------
+
+def row(event: EventRef, outcome: str, reason: str, attempt: int, started: float | None = None,
+        contact_id: int | None = None, detail: str | None = None) -> dict:
+    """One row about an event's attempt (every row has the same keys, as a bulk insert needs)."""
+    return dict(created_at=utcnow(), account_id=event.account_id, resource_id=event.resource_id,
+                event_row_id=event.id, stripe_event_id=event.stripe_event_id, event_type=event.type,
+                contact_id=contact_id, outcome=outcome, reason=reason, detail=detail, attempt=attempt,
+                duration_ms=int((time.monotonic() - started) * 1000) if started is not None else 0,
+                historical=event.historical)
+
+
+def record(rows: list[dict], counted: bool = True) -> None:
+    """Insert the rows in the caller's transaction and, unless the caller counts otherwise, add their
+    outcomes to their resources' counters."""
+    if not rows:
+        return
+    db.session.execute(insert(SyncLog.__table__), rows)
+    if counted:
+        per_resource: dict[int, Counter] = {}
+        for entry in rows:
+            if entry["resource_id"]:
+                per_resource.setdefault(entry["resource_id"], Counter())[entry["outcome"]] += 1
+        for resource_id, counts in per_resource.items():
+            count(resource_id, counts)
+
+
+def count(resource_id: int, counts: Mapping[str, int]) -> None:
+    """Add to this process's shard of the resource's counters, so concurrent workers never wait on one row."""
+    table = ResourceCounter.__table__
+    shard = os.getpid() % COUNTER_SHARDS
+    for outcome, n in counts.items():
+        if n <= 0:
+            continue
+        stmt = dialect_insert(table).values(resource_id=resource_id, outcome=outcome, shard=shard, count=n)
+        db.session.execute(stmt.on_conflict_do_update(index_elements=["resource_id", "outcome", "shard"],
+                                                      set_={"count": table.c["count"] + n}))

@@ -1,7 +1,7 @@
 """Stripe webhook intake: verify, record, enqueue. Nothing else.
 
 The hot path is one SELECT (skipped while the resource is cached), one INSERT and one Redis round
-trip (the row id joins the pending set a drain job works through, dispatch.queue_events), so
+trip (the row id joins the pending set a drain job works through, queue.enqueue.queue_events), so
 Stripe gets its 2xx in milliseconds and every slow or fallible step happens in the worker.
 
 Decisions:
@@ -33,7 +33,7 @@ from webapp.stripe_sync.models import (
     ACCOUNT_DISCONNECTED, EVENT_IGNORED, EVENT_QUEUED, EVENT_RECEIVED, OUTCOME_IGNORED,
     RESOURCE_DISCONNECTED, StripeEvent, StripeResource, SyncLog,
 )
-from webapp.stripe_sync.sync_settings import setting
+from webapp.tunables import setting
 from webapp.timeutil import utcnow
 
 log = logging.getLogger(__name__)
@@ -48,7 +48,7 @@ CLOSED_STATUSES = {RESOURCE_DISCONNECTED}
 
 @dataclass(frozen=True)
 class Reply:
-    """What the view sends back: an HTTP status and a small JSON body."""
+    """What the fast lane sends back: an HTTP status and a small JSON body."""
 
     status: int
     body: dict

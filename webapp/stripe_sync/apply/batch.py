@@ -1,67 +1,61 @@
-"""Processing one recorded Stripe event into CRM data: the body of the `process_event` job.
+"""The one write path from Stripe to the CRM: a batch of events applied in one transaction.
 
-Steps, each for a reason:
-1. Count the attempt in its own small commit, so a worker killed mid-job still leaves a trace and
-   the sweep can stop requeuing an event that kills workers (sweep.py).
-2. Resolve the customer (maybe a Stripe API call) outside any database transaction, so no lock
-   is held while the network is slow.
-3. One write transaction that starts by claiming the row (`UPDATE ... WHERE status is not done`).
-   The claim opens the transaction before any savepoint (pysqlite would otherwise commit at the
-   first RELEASE), takes the row lock on PostgreSQL, and makes the work exactly-once: a second
-   run of the same event, concurrent or later, claims nothing and changes nothing.
-   Inside it: contact, mapping, tags, e-commerce effects, triggers, the SyncLog row and the
-   event's final status all commit together. Unique-key races that savepoints cannot absorb, and
-   SQLite "database is locked", roll back and replay the transaction a few times.
-4. Any exception: roll back, record a failed SyncLog row and the error on the event in a fresh
-   transaction, and re-raise so RQ retries with backoff. A later success sets "processed".
-
-Historical imports (backfill_batch.py) reuse steps 2 and 3 through `prepare_object` and
-`apply_to_crm`, a page of records per transaction, so an imported record and its webhook go
-through the same rules.
+Every source hands its events over as a batch: a drain of webhook deliveries, one event run on
+its own (a retry, the sweep, the Retry button: a batch of one), a page of imported records. Steps:
+1. Before: the caller parses each event and resolves its customer with no transaction open
+   (`prepare`), so no lock is held while Stripe is slow. An event whose customer could not be
+   fetched carries that error into the transaction and fails there, alone.
+2. One transaction: the source's first step (an import writes its event rows and checks that it
+   still owns the import), then claim the rows (`UPDATE … WHERE status is not done RETURNING id`:
+   a second run of the same event, concurrent or later, claims nothing and changes nothing), load
+   and lock the batch's contacts (contacts.ContactCache), apply each event (contact, mapping, tags,
+   commerce rows, triggers), write the sync-log rows, counters and statuses in bulk, and the
+   source's last step (an import's progress).
+3. Lock waits, deadlocks and unique-key races roll the transaction back and replay it; the replay
+   sees what the other writer committed. Any other error rolls it back, and the batch is written
+   again with each event in a savepoint and a cache of its own, so the event that fails is
+   recorded failed and the others commit.
+4. After the commit, every failed event with attempts left is retried (queue/enqueue.py).
 """
 from __future__ import annotations
 
-import json
 import logging
 import random
-import re
 import time
-import traceback
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from collections import Counter
+from dataclasses import dataclass, field
 
-import stripe
-from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError, OperationalError, StatementError
+from sqlalchemy import bindparam, update
+from sqlalchemy.exc import IntegrityError, OperationalError
 
-from webapp.crm.models import Contact
 from webapp.crm.service import ValidationError, normalise_email
 from webapp.extensions import db
-from webapp.stripe_sync.apply import commerce as handlers, contacts as contact_sync
-from webapp.stripe_sync.client import describe
+from webapp.stripe_sync import synclog
+from webapp.stripe_sync.apply import commerce
+from webapp.stripe_sync.apply.contacts import ContactCache, apply_field_writes, plan_field_writes
 from webapp.stripe_sync.apply.customer import NO_EMAIL_REASON, CustomerData, resolve_customer_data
-from webapp.stripe_sync.apply.customer_fetch import customer_fetcher
+from webapp.stripe_sync.apply.failures import short_message, traceback_summary
+from webapp.stripe_sync.apply.triggers import STRIPE_EVENT_RECEIVED, fire_trigger
 from webapp.stripe_sync.events import Effect, effect_for_event, tags_for_event
 from webapp.stripe_sync.models import (
-    EVENT_FAILED, EVENT_IGNORED, EVENT_PROCESSED, EVENT_SKIPPED, OUTCOME_CREATED, OUTCOME_FAILED,
-    OUTCOME_SKIPPED, OUTCOME_UPDATED, StripeAccount, StripeEvent, StripeResource, SyncLog,
+    EVENT_FAILED, EVENT_IGNORED, EVENT_PROCESSED, EVENT_SKIPPED, OUTCOME_CREATED, OUTCOME_FAILED, OUTCOME_SKIPPED,
+    OUTCOME_UPDATED, EventRef, StripeEvent, StripeResource,
 )
-from webapp.stripe_sync.sync_settings import max_attempts
-from webapp.stripe_sync.apply.triggers import STRIPE_EVENT_RECEIVED, fire_trigger
+from webapp.stripe_sync.queue.enqueue import schedule_retries, will_retry
 from webapp.timeutil import utcnow
-
-if TYPE_CHECKING:
-    from webapp.stripe_sync.apply.contact_cache import PageCache
 
 log = logging.getLogger(__name__)
 
 DONE_STATUSES = (EVENT_PROCESSED, EVENT_SKIPPED, EVENT_IGNORED)
+ALREADY_DONE = "already done"
 TRANSACTION_TRIES = 6
 EFFECT_HANDLERS = {
-    Effect.RECURRING_PAYMENT: handlers.apply_subscription,
-    Effect.ORDER: handlers.apply_checkout_session,
-    Effect.REFUND: handlers.apply_refund,
+    Effect.RECURRING_PAYMENT: commerce.apply_subscription,
+    Effect.ORDER: commerce.apply_checkout_session,
+    Effect.REFUND: commerce.apply_refund,
 }
+STATUS_FOR = {OUTCOME_CREATED: EVENT_PROCESSED, OUTCOME_UPDATED: EVENT_PROCESSED, OUTCOME_SKIPPED: EVENT_SKIPPED,
+              OUTCOME_FAILED: EVENT_FAILED}
 
 
 @dataclass
@@ -75,56 +69,8 @@ class Prepared:
     skip_reason: str | None = None
 
 
-def process_event(event_row_id: int) -> str:
-    """Turn one recorded event into CRM data exactly once; raises (after recording why) to get a retry."""
-    started = time.monotonic()
-    attempt = _start_attempt(event_row_id)
-    if attempt is None:
-        return "already done"
-    try:
-        prepared = _prepare(event_row_id)
-        return _write(event_row_id, attempt, prepared, started)
-    except Exception as exc:
-        _record_failure(event_row_id, attempt, exc, started)
-        raise
-
-
-def _start_attempt(event_row_id: int) -> int | None:
-    """Count this attempt and return its number; None when the event needs no work."""
-    bumped = db.session.execute(
-        update(StripeEvent)
-        .where(StripeEvent.id == event_row_id, StripeEvent.status.not_in(DONE_STATUSES))
-        .values(attempts=StripeEvent.attempts + 1)
-    ).rowcount
-    if not bumped:
-        db.session.rollback()
-        status = db.session.scalar(select(StripeEvent.status).where(StripeEvent.id == event_row_id))
-        if status is None:
-            log.warning("Stripe event row %s does not exist; nothing to process", event_row_id)
-        else:
-            log.info("Stripe event row %s is already %s; nothing to do", event_row_id, status)
-        db.session.rollback()
-        return None
-    db.session.commit()
-    attempt = db.session.scalar(select(StripeEvent.attempts).where(StripeEvent.id == event_row_id))
-    db.session.rollback()
-    return attempt
-
-
-def _prepare(event_row_id: int) -> Prepared:
-    """Parse the payload and resolve the customer, fetching it from Stripe when only its id is known."""
-    event = db.session.get(StripeEvent, event_row_id)
-    account = db.session.get(StripeAccount, event.account_id)
-    payload = json.loads(event.payload)
-    obj = payload["data"]["object"]
-    event_type = event.type
-    fetch = customer_fetcher(account) if effect_for_event(event_type) is not None else None
-    db.session.rollback()  # no transaction (nor SQLite snapshot) stays open during the API call
-    return prepare_object(event_type, obj, fetch)
-
-
-def prepare_object(event_type: str, obj: dict, fetch) -> Prepared:
-    """The read half of an event, shared with historical imports so both resolve customers alike."""
+def prepare(event_type: str, obj: dict, fetch) -> Prepared:
+    """The read half of an event: resolve its customer (`fetch` retrieves one from Stripe) and email."""
     if effect_for_event(event_type) is None:
         return Prepared(event_type, obj, None, None, f"{event_type} is not an event this integration handles")
     customer = resolve_customer_data(event_type, obj, fetch)
@@ -137,15 +83,97 @@ def prepare_object(event_type: str, obj: dict, fetch) -> Prepared:
     return Prepared(event_type, obj, customer, email)
 
 
-def _write(event_row_id: int, attempt: int, prepared: Prepared, started: float) -> str:
-    """Run the write transaction, replaying it when a concurrent writer got in the way."""
-    return commit_with_replays(lambda: _apply(event_row_id, attempt, prepared, started),
-                               f"Stripe event row {event_row_id}")
+@dataclass
+class Item:
+    """One event of a batch on its way to the CRM."""
+
+    ref: EventRef
+    attempt: int
+    prepared: Prepared | None = None
+    error: BaseException | None = None  # preparing failed; the event fails in the transaction
+    started: float = field(default_factory=time.monotonic)
+
+
+@dataclass
+class Applied:
+    """What one claimed event did, with its sync-log row."""
+
+    item: Item
+    outcome: str
+    contact_id: int | None
+    row: dict
+    error: str | None = None
+
+
+@dataclass
+class BatchResult:
+    """What a batch did, for its caller's metrics, progress and log line."""
+
+    outcomes: Counter = field(default_factory=Counter)
+    applied: list[Applied] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def failed(self) -> list[Applied]:
+        """The events recorded failed."""
+        return [a for a in self.applied if a.outcome == OUTCOME_FAILED]
+
+    def add(self, applied: Applied) -> None:
+        """Count one claimed event's outcome."""
+        self.applied.append(applied)
+        self.outcomes[applied.outcome] += 1
+
+
+class Abandon(Exception):
+    """A source's own check failed inside the transaction (an import replaced by another job): stop."""
+
+
+class Source:
+    """Where a batch comes from. Subclasses add their own steps to the transaction."""
+
+    label = "Batch of Stripe events"
+
+    def __init__(self, items: list[Item]):
+        self.items = items
+
+    def begin(self) -> list[Item]:
+        """First step inside the transaction: the items to apply."""
+        return self.items
+
+    def write_log(self, result: BatchResult) -> None:
+        """One sync-log row per event, counted on the resources' counters."""
+        synclog.record([a.row for a in result.applied])
+
+    def end(self, result: BatchResult) -> None:
+        """Last step inside the transaction."""
+
+
+def apply(source: Source) -> BatchResult:
+    """Apply the source's events exactly once each and commit; failures are recorded per event and
+    retried, never raised (only a transaction that cannot be written at all raises)."""
+    started = time.monotonic()
+    try:
+        try:
+            result = commit_with_replays(lambda: _transaction(source, isolated=False), source.label)
+        except Abandon:
+            raise
+        except Exception as exc:  # noqa: BLE001 - written again below, each event in its own savepoint
+            db.session.rollback()
+            level = logging.INFO if isinstance(exc, IntegrityError) else logging.WARNING
+            log.log(level, "%s failed as a whole (%s); writing it again event by event", source.label,
+                    short_message(exc))
+            result = commit_with_replays(lambda: _transaction(source, isolated=True), source.label)
+    except BaseException:
+        db.session.rollback()
+        raise
+    result.seconds = time.monotonic() - started
+    schedule_retries([(a.item.ref.id, a.item.attempt) for a in result.failed])
+    return result
 
 
 def commit_with_replays(body, what: str):
     """`body()` then commit; lock waits, deadlocks and unique-key races roll back and replay it a few
-    times (the replay sees what the other writer committed). Shared by single events and batches."""
+    times (the replay sees what the other writer committed)."""
     for tries in range(1, TRANSACTION_TRIES + 1):
         try:
             result = body()
@@ -169,139 +197,136 @@ def _transient(exc: OperationalError) -> bool:
                                    "busy"))
 
 
-def _apply(event_row_id: int, attempt: int, prepared: Prepared, started: float) -> str:
-    """Everything one event changes, inside one transaction the caller commits."""
-    claimed = db.session.execute(
-        update(StripeEvent)
-        .where(StripeEvent.id == event_row_id, StripeEvent.status.not_in(DONE_STATUSES))
-        .values(processed_at=utcnow())
-    ).rowcount
-    if not claimed:
-        log.info("Stripe event row %s was finished by another run; nothing to do", event_row_id)
-        return "already done"
-    event = db.session.get(StripeEvent, event_row_id, populate_existing=True)
-    resource = db.session.get(StripeResource, event.resource_id) if event.resource_id else None
+def _transaction(source: Source, isolated: bool) -> BatchResult:
+    """Everything the batch changes, inside one transaction the caller commits."""
+    items = source.begin()
+    result = BatchResult()
+    table = StripeEvent.__table__
+    claimed = set(db.session.scalars(
+        update(table).where(table.c.id.in_([i.ref.id for i in items]), table.c.status.not_in(DONE_STATUSES))
+        .values(processed_at=utcnow()).returning(table.c.id))) if items else set()
+    if len(claimed) < len(items):
+        result.outcomes[ALREADY_DONE] += len(items) - len(claimed)
+    items = [i for i in items if i.ref.id in claimed]
+    mappings = _mappings({i.ref.resource_id for i in items})
+    live = [i for i in items if i.error is None and not i.prepared.skip_reason]
+    cache = None if isolated else ContactCache.load(
+        [i.prepared.email for i in live], mappings, sorted({t for i in live for t in tags_for_event(i.ref.type)}))
+    for item in items:
+        if item.error is not None:
+            result.add(_failed(item, item.error))
+        elif item.prepared.skip_reason:
+            result.add(_skipped(item))
+        elif not isolated:
+            result.add(_apply_one(item, cache))
+        else:
+            result.add(_apply_alone(item, mappings))
+    if not isolated:
+        cache.flush()
+    source.write_log(result)
+    _write_statuses(result)
+    source.end(result)
+    return result
 
-    if prepared.skip_reason:
-        event.status, event.error, event.contact_id = EVENT_SKIPPED, None, None
-        db.session.add(_log(event, attempt, started, OUTCOME_SKIPPED, prepared.skip_reason))
-        log.info("Stripe event %s (%s) skipped: %s", event.stripe_event_id, event.type, prepared.skip_reason)
-        return OUTCOME_SKIPPED
 
-    outcome, contact, reason = apply_to_crm(event, resource, prepared)
-    event.status, event.error, event.contact_id = EVENT_PROCESSED, None, contact.id
-    db.session.add(_log(event, attempt, started, outcome, reason, contact.id))
-    log.debug("Stripe event %s (%s) processed: %s", event.stripe_event_id, event.type, reason)
-    return outcome
+def _mappings(resource_ids: set[int | None]) -> dict[int | None, list[tuple[str, str]]]:
+    """Each resource's mapping as it is now; an event without a resource maps nothing."""
+    mappings: dict[int | None, list[tuple[str, str]]] = {None: []}
+    for rid in resource_ids - {None}:
+        resource = db.session.get(StripeResource, rid)
+        mappings[rid] = [(m.stripe_field, m.field.key) for m in resource.mappings] if resource is not None else []
+    return mappings
 
 
-def apply_to_crm(event, resource: StripeResource | None, prepared: Prepared,
-                 cache: PageCache | None = None) -> tuple[str, Contact, str]:
-    """Contact, mapping, tags, effects and triggers of one event: the one write path webhooks and imports share.
+def _apply_alone(item: Item, mappings) -> Applied:
+    """One event in a savepoint with a cache of its own, so its failure takes nothing else with it;
+    unique-key races and lock waits still replay the whole transaction."""
+    try:
+        with db.session.begin_nested():
+            cache = ContactCache.load([item.prepared.email], mappings, tags_for_event(item.ref.type))
+            applied = _apply_one(item, cache)
+            cache.flush()
+        return applied
+    except (IntegrityError, OperationalError):
+        raise
+    except Exception as exc:  # noqa: BLE001 - recorded failed and retried on its own
+        return _failed(item, exc)
 
-    `event` is a StripeEvent or anything with its columns (historical imports pass a light stand-in);
-    `cache` holds a page's prefetched rows so an import does not query per record."""
-    if cache is None:
-        contact, created = contact_sync.get_or_create_contact(prepared.email)
-        contact = contact_sync.lock_contact(contact)
-        mapping = [(m.stripe_field, m.field.key) for m in resource.mappings] if resource else []
-    else:
-        contact, created = cache.contact_for(prepared.email)
-        mapping = cache.mapping_for(event.resource_id)
-    stamp = (event.created, event.id)
-    writes = contact_sync.plan_field_writes(mapping, prepared.customer)
-    report = contact_sync.apply_field_writes(contact, writes, stamp, cache)
-    contact_sync.add_tags(contact, tags_for_event(event.type), cache)
 
+def _apply_one(item: Item, cache: ContactCache) -> Applied:
+    """Contact, mapping, tags, commerce effects and triggers of one event."""
+    ref, prepared = item.ref, item.prepared
+    contact, created = cache.contact_for(prepared.email)
+    writes = plan_field_writes(cache.mapping_for(ref.resource_id), prepared.customer)
+    report = apply_field_writes(contact, writes, (ref.created, ref.id), cache)
+    cache.add_tags(contact, tags_for_event(ref.type))
     notes = [f"contact {'created' if created else 'updated'}"]
     if report.kept_newer:
         notes.append("kept newer " + ", ".join(k.replace("_", " ") for k in report.kept_newer))
     if report.rejected:
         notes.append("left out (value not allowed): " + ", ".join(report.rejected))
-    handler = EFFECT_HANDLERS.get(effect_for_event(event.type))
+    handler = EFFECT_HANDLERS.get(effect_for_event(ref.type))
     if handler is not None:
-        ctx = handlers.Context(event=event, account_id=event.account_id, obj=prepared.obj, contact=contact,
-                               stripe_customer_id=prepared.customer.id, cache=cache)
-        notes.append(handler(ctx))
-    fire_trigger(STRIPE_EVENT_RECEIVED, contact, event,
-                 {"stripe_event_id": event.stripe_event_id, "type": event.type}, cache)
+        notes.append(handler(commerce.Context(event=ref, account_id=ref.account_id, obj=prepared.obj,
+                                              contact=contact, stripe_customer_id=prepared.customer.id,
+                                              cache=cache)))
+    fire_trigger(cache.new_firings, STRIPE_EVENT_RECEIVED, contact, ref,
+                 {"stripe_event_id": ref.stripe_event_id, "type": ref.type})
     reason = "; ".join(notes)
-    return (OUTCOME_CREATED if created else OUTCOME_UPDATED), contact, reason[:1].upper() + reason[1:]
+    outcome = OUTCOME_CREATED if created else OUTCOME_UPDATED
+    log.debug("Stripe event %s (%s) processed: %s", ref.stripe_event_id, ref.type, reason)
+    return Applied(item, outcome, contact.id, synclog.row(ref, outcome, reason[:1].upper() + reason[1:],
+                                                          item.attempt, item.started, contact.id))
 
 
-def _log(event: StripeEvent, attempt: int, started: float, outcome: str, reason: str,
-         contact_id: int | None = None, detail: str | None = None) -> SyncLog:
-    """One SyncLog row for this attempt."""
-    return SyncLog(
-        account_id=event.account_id, resource_id=event.resource_id, event_row_id=event.id,
-        stripe_event_id=event.stripe_event_id, event_type=event.type, contact_id=contact_id,
-        outcome=outcome, reason=reason, detail=detail, attempt=attempt,
-        duration_ms=int((time.monotonic() - started) * 1000), historical=event.historical,
-    )
+def _skipped(item: Item) -> Applied:
+    """An event with nothing to write (no email, not handled): logged with the reason."""
+    reason = item.prepared.skip_reason
+    log.info("Stripe event %s (%s) skipped: %s", item.ref.stripe_event_id, item.ref.type, reason)
+    return Applied(item, OUTCOME_SKIPPED, None, synclog.row(item.ref, OUTCOME_SKIPPED, reason, item.attempt,
+                                                            item.started))
 
 
-# --- failures ------------------------------------------------------------------------------------
-
-SECRET_RE = re.compile(r"\b(sk|rk|pk)_(test|live)_[A-Za-z0-9*]+|\bwhsec_[A-Za-z0-9]+")
-
-
-def scrub(text: str) -> str:
-    """Mask anything shaped like a Stripe key or signing secret."""
-    return SECRET_RE.sub(lambda m: m.group(0).split("_")[0] + "_…", text)
-
-
-def short_message(exc: BaseException) -> str:
-    """One line for the sync log and the event: what failed, without SQL parameters or secrets."""
-    if isinstance(exc, stripe.StripeError):
-        status = getattr(exc, "http_status", None)
-        text = f"Stripe API error{f' {status}' if status else ''}: {describe(exc).message}"
-    elif isinstance(exc, StatementError) and exc.orig is not None:
-        text = f"Database error: {type(exc.orig).__name__}: {exc.orig}"
-    else:
-        text = f"{type(exc).__name__}: {exc}"
-    return scrub(" ".join(text.split()))[:300]
+def _failed(item: Item, exc: BaseException) -> Applied:
+    """The one way a failure is recorded: the error on the event, a failed row with where it failed."""
+    message = short_message(exc)
+    retry = will_retry(item.ref.id, item.attempt)
+    reason = f"{message} ({'will retry' if retry else f'gave up after attempt {item.attempt}'})"
+    item.error = exc
+    log.warning("Stripe event %s (%s) failed on attempt %s: %s", item.ref.stripe_event_id, item.ref.type,
+                item.attempt, message)
+    return Applied(item, OUTCOME_FAILED, None, synclog.row(item.ref, OUTCOME_FAILED, reason, item.attempt,
+                                                           item.started, detail=traceback_summary(exc)),
+                   error=message)
 
 
-def traceback_summary(exc: BaseException, frames: int = 12) -> str:
-    """Where it failed: our own frames plus the innermost two, without locals or argument values."""
-    stack = traceback.extract_tb(exc.__traceback__)
-    keep = [f for n, f in enumerate(stack) if "/webapp/" in f.filename or n >= len(stack) - 2][-frames:]
-    lines = [f"{'/'.join(f.filename.rsplit('/', 2)[-2:])}:{f.lineno} in {f.name}" + (f": {f.line}" if f.line else "")
-             for f in keep]
-    lines.append(short_message(exc))
-    return scrub("\n".join(lines))[:4000]
+def _write_statuses(result: BatchResult) -> None:
+    """Every claimed event's final status in one statement; failed ones count as queued again now,
+    so the sweep gives their retry its grace period."""
+    if not result.applied:
+        return
+    table = StripeEvent.__table__
+    db.session.execute(
+        update(table).where(table.c.id == bindparam("row_id"))
+        .values(status=bindparam("new_status"), contact_id=bindparam("new_contact"), error=bindparam("new_error")),
+        [{"row_id": a.item.ref.id, "new_status": STATUS_FOR[a.outcome], "new_contact": a.contact_id,
+          "new_error": a.error} for a in result.applied])
+    failed = [a.item.ref.id for a in result.failed]
+    if failed:
+        db.session.execute(update(table).where(table.c.id.in_(failed)).values(enqueued_at=utcnow()))
 
 
-def _will_retry(attempt: int) -> bool:
-    """Whether RQ will run this job again; outside RQ, judged by the configured attempts."""
-    from rq import get_current_job
-
-    job = get_current_job()
-    if job is not None:
-        return bool(job.retries_left)
-    return attempt < max_attempts()
-
-
-def _record_failure(event_row_id: int, attempt: int, exc: BaseException, started: float,
-                    retry: bool | None = None) -> None:
-    """Leave the error on the event and a failed SyncLog row, in a transaction of their own; `retry`
-    says whether another attempt is coming when the caller, not the current RQ job, decides that."""
+def record_failures(items: list[Item], exc: BaseException) -> None:
+    """When a batch could not be written at all: leave the error on its unfinished events, in a
+    transaction of its own (best effort: the database may be what failed)."""
     try:
         db.session.rollback()
-        event = db.session.get(StripeEvent, event_row_id, populate_existing=True)
-        if event is None or event.status in DONE_STATUSES:
-            db.session.rollback()
-            return
-        message = short_message(exc)
-        if retry is None:
-            retry = _will_retry(attempt)
-        event.status, event.error = EVENT_FAILED, message
-        db.session.add(_log(event, attempt, started, OUTCOME_FAILED,
-                            f"{message} ({'will retry' if retry else f'gave up after attempt {attempt}'})",
-                            detail=traceback_summary(exc)))
+        table = StripeEvent.__table__
+        open_ids = set(db.session.scalars(
+            update(table).where(table.c.id.in_([i.ref.id for i in items]), table.c.status.not_in(DONE_STATUSES))
+            .values(status=EVENT_FAILED, error=short_message(exc)).returning(table.c.id)))
+        synclog.record([_failed(i, exc).row for i in items if i.ref.id in open_ids])
         db.session.commit()
-        log.warning("Stripe event %s (%s) failed on attempt %s: %s", event.stripe_event_id, event.type,
-                    attempt, message)
-    except Exception:
+    except Exception:  # noqa: BLE001 - the caller re-raises the original error
         db.session.rollback()
-        log.exception("Could not record the failure of Stripe event row %s", event_row_id)
+        log.exception("Could not record the failure of %s Stripe event(s)", len(items))

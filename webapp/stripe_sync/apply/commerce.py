@@ -8,8 +8,8 @@ stamps are compared, so two workers never both "win".
 Decisions:
 - Recurring payment history: one RecurringPaymentStatus row per processed subscription event,
   applied or not (a late older event is still a true fact about the past), ordered by Stripe's
-  `created`; the page folds repeats (ordering.status_transitions). The current state on the
-  RecurringPayment row only moves forward (ordering.subscription_update_wins).
+  `created`; the contact page folds repeats (crm/contact_commerce.py). The current state on the
+  RecurringPayment row only moves forward (stamps.subscription_update_wins).
 - Orders are facts: created once per Checkout Session; a later paid event for the same session
   refreshes its amount and products (if not older) but never its refund status.
 - A full refund marks the order "refunded", a partial one "partially_refunded"; a refund of a
@@ -29,11 +29,12 @@ from sqlalchemy.exc import IntegrityError
 
 from webapp.crm.models import Contact, EcommerceCustomer, Order, RecurringPayment, RecurringPaymentStatus
 from webapp.extensions import db
+from webapp.stripe_sync.apply.contacts import ContactCache
 from webapp.stripe_sync.apply.commerce_data import (
     order_from_checkout_session, recurring_payment_from_subscription, refund_from_charge,
 )
-from webapp.stripe_sync.models import StripeEvent
 from webapp.money import format_amount
+from webapp.stripe_sync.models import EventRef
 from webapp.stripe_sync.apply.stamps import is_newer, subscription_update_wins
 from webapp.stripe_sync.apply.triggers import (
     MAKES_PURCHASE, RECURRING_PAYMENT_CREATED, RECURRING_PAYMENT_UPDATED, fire_trigger,
@@ -50,12 +51,12 @@ ORDER_PARTIALLY_REFUNDED = "partially_refunded"
 class Context:
     """What every handler needs about the event being processed."""
 
-    event: StripeEvent
+    event: EventRef
     account_id: int
     obj: dict
     contact: Contact
     stripe_customer_id: str | None
-    cache: object = None  # a batch's PageCache: firings are staged there, in event order
+    cache: ContactCache  # the batch's: firings are staged there, in event order
 
     @property
     def stamp(self) -> tuple[int, int]:
@@ -160,16 +161,16 @@ def apply_subscription(ctx: Context) -> str:
     details = {"recurring_payment_id": payment.id, "subscription": external_id, "status": payment.status,
                "stripe_status": payment.stripe_status}
     if created:
-        fire_trigger(RECURRING_PAYMENT_CREATED, ctx.contact, event, details, ctx.cache)
+        fire_trigger(ctx.cache.new_firings, RECURRING_PAYMENT_CREATED, ctx.contact, event, details)
     elif applied:
-        fire_trigger(RECURRING_PAYMENT_UPDATED, ctx.contact, event, details, ctx.cache)
+        fire_trigger(ctx.cache.new_firings, RECURRING_PAYMENT_UPDATED, ctx.contact, event, details)
     label = payment.name or external_id
     if applied:
         return f"recurring payment {label}: {payment.status}"
     return f"recurring payment {label}: kept {payment.status} (this event is older)"
 
 
-def _record_status(payment: RecurringPayment, data: dict, event: StripeEvent) -> None:
+def _record_status(payment: RecurringPayment, data: dict, event: EventRef) -> None:
     """One history row per event, once even when the event is processed again."""
     exists = db.session.scalar(select(RecurringPaymentStatus.id).where(
         RecurringPaymentStatus.recurring_payment_id == payment.id,
@@ -215,9 +216,9 @@ def apply_checkout_session(ctx: Context) -> str:
     ensure_ecommerce_customer(ctx)
     amount = format_amount(order.amount_total, order.currency)
     if created:
-        fire_trigger(MAKES_PURCHASE, ctx.contact, ctx.event,
+        fire_trigger(ctx.cache.new_firings, MAKES_PURCHASE, ctx.contact, ctx.event,
                      {"order_id": order.id, "checkout_session": external_id, "amount": order.amount_total,
-                      "currency": order.currency}, ctx.cache)
+                      "currency": order.currency})
         return f"order {amount} created"
     return f"order {amount} already recorded"
 

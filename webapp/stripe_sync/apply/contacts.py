@@ -1,6 +1,9 @@
 """Writing an event's customer into a contact: match by email, apply the mapping, add the tags.
 
-Decisions:
+Every batch of events (a drain's webhooks, one retried event, a page of imported records) loads
+the rows it touches once, into a ContactCache, instead of querying per event: contacts, field
+stamps, tag links and custom fields. New stamps, tag links and trigger firings are staged there
+and written in bulk inserts when the batch flushes. Decisions:
 - The resolved email is the match key. It is stored when the contact is created; an existing
   contact's email is never rewritten (a case change is not news, and a different address is a
   different contact). Mapping "Customer Email" to a custom field still fills that field.
@@ -9,41 +12,41 @@ Decisions:
 - A value Stripe does not have (None) never clears a field: an invoice event without a phone
   must not erase the phone a customer event wrote.
 - Each written field is stamped (ContactFieldStamp) with the event; an older event never
-  overwrites a newer one's value (ordering.is_newer).
+  overwrites a newer one's value (stamps.is_newer).
 - A value a custom field cannot hold (a dropdown option that does not exist, text in a number
   field) is left out and named in the sync log reason, instead of failing the whole event.
-- Historical imports write a page of records in one transaction. They pass a PageCache
-  (backfill_cache.py) holding the page's prefetched contacts, stamps, tags and fields; the functions
-  below then read and update it instead of querying per record. The rules are the same; only the
-  number of round trips differs.
+- The batch's contacts are selected `FOR UPDATE` in id order (PostgreSQL; SQLite locks the whole
+  database for the writer), so two batches touching one contact wait for each other.
+- Missing contacts get their ids reserved up front (PostgreSQL: the sequence; SQLite: max(id), safe
+  because the batch's transaction already holds SQLite's write lock), so stamps and tag links can
+  name them while the contacts themselves are inserted once, with their final names, at the flush.
+- A concurrent writer creating the same contact or tag link makes the flush raise IntegrityError;
+  the batch's transaction is then replayed (batch.py), and the replay sees the other's rows.
+- "Created" is reported once per contact: by the first event of the batch that meets it.
 """
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
-from sqlalchemy import insert, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import func, insert, select, text
+from sqlalchemy.orm import selectinload
 
-from webapp.crm.models import Contact, ContactField, ContactFieldStamp, ContactTag, Tag
-from webapp.crm.service import (
-    ValidationError, check_field_value, find_contact_by_email, get_or_create_tag, set_custom_value,
-)
+from webapp.crm.models import Contact, ContactField, ContactFieldStamp, ContactTag
+from webapp.crm.service import ValidationError, check_field_value, get_or_create_tag, set_custom_value
 from webapp.extensions import db
-from webapp.stripe_sync.connect.fields import extract_value, split_name
 from webapp.stripe_sync.apply.stamps import Stamp, is_newer
+from webapp.stripe_sync.apply.triggers import insert_firings
+from webapp.stripe_sync.connect.fields import extract_value, split_name
 from webapp.timeutil import utcnow
-
-if TYPE_CHECKING:
-    from webapp.stripe_sync.apply.contact_cache import PageCache
 
 log = logging.getLogger(__name__)
 
 NAME_KEY = "name"
 NAME_TARGETS = ("first_name", "last_name")
 COLUMN_LIMITS = {"first_name": 200, "last_name": 200, "phone": 64}
+Mapping = list[tuple[str, str]]  # [(stripe field, CRM field key)]
 
 
 def plan_field_writes(mapping: Iterable[tuple[str, str]], customer) -> dict[str, str]:
@@ -74,70 +77,144 @@ class FieldReport:
     rejected: list[str] = field(default_factory=list)
 
 
-def get_or_create_contact(email: str) -> tuple[Contact, bool]:
-    """The contact for this email (any case), created safely when two workers race for it."""
-    contact = find_contact_by_email(email)
-    if contact is not None:
+class ContactCache:
+    """A batch's contacts, stamps, tag links and custom fields, plus the rows it will insert."""
+
+    def __init__(self, mappings: dict[int | None, Mapping]):
+        self.mappings = mappings  # per resource id; None maps nothing
+        self.contacts: dict[str, Contact] = {}  # by lower-cased email
+        self.unreported: set[str] = set()  # contacts this batch created that no event has reported yet
+        self.stamps: dict[tuple[int, str], ContactFieldStamp] = {}
+        self.new_stamps: dict[tuple[int, str], Stamp] = {}
+        self.links: dict[int, set[int]] = {}  # contact id → tag ids it carries
+        self.new_links: list[dict] = []
+        self.new_firings: list[dict] = []  # staged by triggers.fire_trigger, inserted at the flush
+        self.tag_ids: dict[str, int] = {}
+        self.fields: dict[str, ContactField] = {}
+
+    @classmethod
+    def load(cls, emails: Iterable[str], mappings: dict[int | None, Mapping],
+             tag_names: Iterable[str]) -> ContactCache:
+        """Load and lock the batch's contacts, their stamps, tags and fields; stage the missing contacts."""
+        cache = cls(mappings)
+        keys = list(dict.fromkeys(key for pairs in mappings.values() for _stripe, key in pairs))
+        custom_keys = [key for key in keys if key not in COLUMN_LIMITS and key != "email"]
+        wanted: dict[str, str] = {}
+        for email in emails:
+            wanted.setdefault(email.strip().lower(), email)
+        for contact in cls._lock_existing(sorted(wanted), bool(custom_keys)) if wanted else ():
+            cache.contacts[contact.email_lower] = contact
+        existing_ids = [c.id for c in cache.contacts.values()]
+        if existing_ids:
+            for contact_id, tag_id in db.session.execute(
+                    select(ContactTag.contact_id, ContactTag.tag_id).where(ContactTag.contact_id.in_(existing_ids))):
+                cache.links.setdefault(contact_id, set()).add(tag_id)
+            if keys:
+                for row in db.session.scalars(select(ContactFieldStamp)
+                                              .where(ContactFieldStamp.contact_id.in_(existing_ids))):
+                    cache.stamps[(row.contact_id, row.field_key)] = row
+        for name in tag_names:
+            cache.tag_ids[name] = get_or_create_tag(name).id
+        if custom_keys:
+            cache.fields = {f.key: f for f in db.session.scalars(
+                select(ContactField).where(ContactField.key.in_(custom_keys)))}
+        # Last, after every query: a pending contact would otherwise be autoflushed (inserted) early.
+        missing = [key for key in wanted if key not in cache.contacts]
+        for key, contact_id in zip(missing, _reserve_contact_ids(len(missing))):
+            contact = Contact(id=contact_id, email=wanted[key], first_name="", last_name="", phone="")
+            contact.refresh_keys()
+            db.session.add(contact)  # inserted at the flush, with whatever the batch wrote into it
+            cache.contacts[key] = contact
+            cache.unreported.add(key)
+        return cache
+
+    @staticmethod
+    def _lock_existing(emails_lower: list[str], with_values: bool) -> list[Contact]:
+        """The batch's existing contacts, row-locked in id order (with custom values when mapped)."""
+        query = (select(Contact).where(Contact.email_lower.in_(emails_lower)).order_by(Contact.id)
+                 .with_for_update().execution_options(populate_existing=True))
+        if with_values:
+            query = query.options(selectinload(Contact.values))
+        return list(db.session.scalars(query))
+
+    def mapping_for(self, resource_id: int | None) -> Mapping:
+        """The mapping of the event's resource, as it is now (a change affects only later events)."""
+        return self.mappings.get(resource_id, [])
+
+    def contact_for(self, email: str) -> tuple[Contact, bool]:
+        """The loaded contact, and whether this event is the one that created it."""
+        key = email.strip().lower()
+        contact = self.contacts[key]
+        if key in self.unreported:
+            self.unreported.discard(key)
+            return contact, True
         return contact, False
-    contact = Contact(email=email, first_name="", last_name="", phone="")
-    contact.refresh_keys()
-    try:
-        with db.session.begin_nested():
-            db.session.add(contact)
-    except IntegrityError:
-        # Another worker created it between our look-up and insert; its row is the one.
-        existing = find_contact_by_email(email)
-        if existing is None:
-            raise
-        return existing, False
-    return contact, True
 
-
-def lock_contact(contact: Contact) -> Contact:
-    """Row-lock the contact (PostgreSQL; SQLite locks the database) so stamps compare safely."""
-    return db.session.execute(
-        select(Contact).where(Contact.id == contact.id).with_for_update()
-        .execution_options(populate_existing=True)
-    ).scalar_one()
-
-
-def _stamp_allows(contact_id: int, field_key: str, stamp: Stamp, cache: "PageCache | None" = None) -> bool:
-    """Check and move a field's stamp in one step; False when a newer event wrote the field."""
-    if cache is not None:
-        return cache.stamp_allows(contact_id, field_key, stamp)
-    row = db.session.get(ContactFieldStamp, (contact_id, field_key))
-    if row is not None:
+    def stamp_allows(self, contact_id: int, field_key: str, stamp: Stamp) -> bool:
+        """Check and move a field's stamp in one step; False when a newer event wrote the field."""
+        key = (contact_id, field_key)
+        pending = self.new_stamps.get(key)
+        if pending is not None:
+            if not is_newer(stamp, pending):
+                return False
+            self.new_stamps[key] = stamp
+            return True
+        row = self.stamps.get(key)
+        if row is None:
+            self.new_stamps[key] = stamp
+            return True
         if not is_newer(stamp, (row.event_created, row.event_row_id)):
             return False
         row.event_created, row.event_row_id = stamp
         return True
-    try:
-        with db.session.begin_nested():
-            db.session.add(ContactFieldStamp(contact_id=contact_id, field_key=field_key,
-                                             event_created=stamp[0], event_row_id=stamp[1]))
-    except IntegrityError:
-        return _stamp_allows(contact_id, field_key, stamp)
-    return True
+
+    def add_tags(self, contact: Contact, names: Iterable[str]) -> None:
+        """Each tag at most once per contact."""
+        links = self.links.setdefault(contact.id, set())
+        for name in names:
+            tag_id = self.tag_ids.get(name)
+            if tag_id is None:
+                tag_id = self.tag_ids[name] = get_or_create_tag(name).id
+            if tag_id not in links:
+                links.add(tag_id)
+                self.new_links.append({"contact_id": contact.id, "tag_id": tag_id, "created_at": utcnow()})
+
+    def flush(self) -> None:
+        """Insert the batch's contacts, then what points at them: new stamps, tag links and firings."""
+        db.session.flush()
+        if self.new_stamps:
+            db.session.execute(insert(ContactFieldStamp.__table__), [
+                {"contact_id": cid, "field_key": key, "event_created": created, "event_row_id": row_id}
+                for (cid, key), (created, row_id) in self.new_stamps.items()])
+            self.new_stamps.clear()
+        if self.new_links:
+            db.session.execute(insert(ContactTag.__table__), self.new_links)
+            self.new_links = []
+        if self.new_firings:
+            insert_firings(self.new_firings)
+            self.new_firings = []
 
 
-def apply_field_writes(contact: Contact, writes: dict[str, str], stamp: Stamp,
-                       cache: "PageCache | None" = None) -> FieldReport:
+def _reserve_contact_ids(n: int) -> list[int]:
+    """Ids for n new contacts, taken inside the batch's (write-locked) transaction."""
+    if n <= 0:
+        return []
+    if db.session.get_bind().dialect.name == "postgresql":
+        return list(db.session.scalars(text(
+            "SELECT nextval(pg_get_serial_sequence('contacts', 'id')) FROM generate_series(1, :n)"), {"n": n}))
+    start = (db.session.scalar(select(func.max(Contact.id))) or 0) + 1
+    return list(range(start, start + n))
+
+
+def apply_field_writes(contact: Contact, writes: dict[str, str], stamp: Stamp, cache: ContactCache) -> FieldReport:
     """Write the planned values that are not older than what the contact holds."""
     report = FieldReport()
-    if not writes:
-        return report
-    custom_keys = [k for k in writes if k not in COLUMN_LIMITS]
-    if cache is not None:
-        fields = cache.fields
-    else:
-        fields = {f.key: f for f in db.session.scalars(select(ContactField).where(ContactField.key.in_(custom_keys)))} \
-            if custom_keys else {}
     names_changed = False
     for key, value in writes.items():
         if key in COLUMN_LIMITS:
             value = value[:COLUMN_LIMITS[key]]
         else:
-            crm_field = fields.get(key)
+            crm_field = cache.fields.get(key)
             if crm_field is None:
                 log.warning("Mapped CRM field %r no longer exists; value left out", key)
                 report.rejected.append(key)
@@ -147,54 +224,15 @@ def apply_field_writes(contact: Contact, writes: dict[str, str], stamp: Stamp,
             except ValidationError:
                 report.rejected.append(crm_field.label)
                 continue
-        if not _stamp_allows(contact.id, key, stamp, cache):
+        if not cache.stamp_allows(contact.id, key, stamp):
             report.kept_newer.append(key)
             continue
         if key in COLUMN_LIMITS:
             setattr(contact, key, value)
             names_changed = names_changed or key in NAME_TARGETS
         else:
-            set_custom_value(contact, fields[key], value)
+            set_custom_value(contact, cache.fields[key], value)
         report.written.append(key)
     if names_changed:
         contact.refresh_keys()
     return report
-
-
-# Tag ids by lower-cased name: tags are never renamed or deleted by the sync, so a process can
-# remember them (per database) and skip a look-up per event.
-_TAG_IDS: dict[tuple[str, str], int] = {}
-
-
-def _tag_id(name: str) -> int:
-    """The tag's id, created if needed; only ids of tags already committed are remembered, since a
-    tag created in this transaction disappears if it rolls back."""
-    key = (str(db.engine.url), name.lower())
-    tag_id = _TAG_IDS.get(key)
-    if tag_id is None:
-        existing = db.session.scalar(select(Tag.id).where(Tag.name_lower == name.lower()))
-        if existing is not None:
-            _TAG_IDS[key] = tag_id = existing
-        else:
-            tag_id = get_or_create_tag(name).id
-    return tag_id
-
-
-def add_tags(contact: Contact, names: Iterable[str], cache: "PageCache | None" = None) -> None:
-    """Each tag at most once, even when another worker adds it at the same moment."""
-    if cache is not None:
-        cache.add_tags(contact, names)
-        return
-    wanted = {_tag_id(name) for name in names}
-    have = set(db.session.scalars(select(ContactTag.tag_id).where(ContactTag.contact_id == contact.id,
-                                                                 ContactTag.tag_id.in_(wanted))))
-    for tag_id in sorted(wanted - have):
-        try:
-            with db.session.begin_nested():
-                db.session.execute(insert(ContactTag.__table__).values(contact_id=contact.id, tag_id=tag_id,
-                                                                       created_at=utcnow()))
-        except IntegrityError:
-            # Another worker tagged the contact at the same moment, or the remembered tag is gone.
-            if db.session.get(Tag, tag_id) is None:
-                _TAG_IDS.clear()
-                raise

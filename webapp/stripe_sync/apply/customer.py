@@ -1,6 +1,6 @@
 """Resolve who an event is about, so every event type feeds the mapping the same customer shape.
 
-Order (DESIGN.md, "The event table"): the linked Stripe Customer first, then the object's own data.
+Order: the linked Stripe Customer first, then the object's own data.
 - customer.* events: the object is the customer.
 - other objects: `obj["customer"]` is an id, an expanded Customer, or null. With only an id the
   caller's `fetch_customer(id)` is called once; the caller owns the Stripe API call and its
@@ -17,16 +17,32 @@ spliced together. `description` and `metadata` come from the customer only: an o
 description and metadata describe the payment, not the person. `id` is the Stripe customer id
 whenever the object names one, even if the fetch found nothing. Values are kept verbatim (HTML in a
 name stays text; escaping is the template's job); strings are stripped and empty ones become None.
+
+Fetching a linked Customer (`customer_fetcher`), layers of retry, innermost first:
+1. the SDK (`max_network_retries`) retries connection errors, 5xx, 409 and any 429 that carries
+   `Stripe-Should-Retry: true` (lock timeouts), with jittered exponential backoff;
+2. here, a plain 429 rate limit (which the SDK leaves to the caller) is retried a few times with
+   jittered exponential backoff (STRIPE_RATE_LIMIT_RETRIES, STRIPE_RATE_LIMIT_BACKOFF);
+3. anything still failing propagates and the event fails, to be retried (EVENT_RETRY_INTERVALS).
+A customer Stripe no longer has (404 resource_missing) is "no customer", not an error: the event's
+own details are used instead.
 """
 
 from __future__ import annotations
 
 import logging
+import random
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import stripe
+from flask import current_app
+
+from webapp.stripe_sync.client import client_for_account
 from webapp.stripe_sync.events import resource_for_event
+from webapp.tunables import setting
 
 logger = logging.getLogger(__name__)
 
@@ -261,3 +277,46 @@ def resolve_customer_data(
     if data.email is None:
         logger.debug("No email resolved for %s (customer %s)", event_type, customer_id)
     return data
+
+
+# --- fetching the linked Customer -------------------------------------------------------------
+
+def _client(account) -> stripe.StripeClient:
+    """One SDK client per account and key per process, so keep-alive connections are reused."""
+    cache = current_app.extensions.setdefault("stripe_clients", {})
+    key = (account.id, account.secret_key_enc)
+    client = cache.get(key)
+    if client is None:
+        client = client_for_account(account)
+        cache[key] = client
+    return client
+
+
+def customer_fetcher(account, sleep: Callable[[float], None] = time.sleep) -> Callable[[str], dict | None] | None:
+    """A `fetch_customer(id)` for resolve_customer_data; None when the account's key was erased."""
+    if not account.secret_key_enc:
+        return None
+    client = _client(account)
+    retries = int(setting("STRIPE_RATE_LIMIT_RETRIES"))
+    base = float(setting("STRIPE_RATE_LIMIT_BACKOFF"))
+
+    def fetch(customer_id: str) -> dict | None:
+        """The Customer as a plain dict, or None when Stripe no longer has it."""
+        for attempt in range(retries + 1):
+            try:
+                return client.v1.customers.retrieve(customer_id).to_dict()
+            except stripe.RateLimitError:
+                if attempt >= retries:
+                    raise
+                delay = base * (2 ** attempt) * random.uniform(0.5, 1.0)
+                logger.info("Stripe rate limited fetching customer %s; retry %d in %.2f s",
+                         customer_id, attempt + 1, delay)
+                sleep(delay)
+            except stripe.InvalidRequestError as exc:
+                if getattr(exc, "code", None) == "resource_missing":
+                    logger.info("Stripe customer %s no longer exists; using the event's own details", customer_id)
+                    return None
+                raise
+        return None  # pragma: no cover - the loop returns or raises
+
+    return fetch

@@ -2,7 +2,7 @@
 
 Stripe does not keep order, so every write is stamped with the event that made it: Stripe's
 `created` (seconds) and our row id (arrival order). An event may overwrite data only when its
-stamp is newer; equal `created` goes to the later arrival (DESIGN.md, "Out of order").
+stamp is newer; equal `created` goes to the later arrival.
 
 Subscriptions add one rule: Stripe often sends `customer.subscription.updated` in the same second
 as `.deleted` or `.paused`, so a cancelled or paused state is not overwritten on a tie by a
@@ -10,10 +10,6 @@ generic event that reports another status. A strictly newer event still wins: a 
 than its pause.
 """
 from __future__ import annotations
-
-from collections.abc import Iterable
-from dataclasses import dataclass
-from datetime import datetime, timezone
 
 Stamp = tuple[int, int]  # (Stripe `created`, event row id)
 
@@ -43,29 +39,3 @@ def subscription_update_wins(current_status: str | None, current: Stamp | None,
     if allowed is not None and incoming_status != current_status and incoming_type not in allowed:
         return False
     return True
-
-
-@dataclass(frozen=True)
-class Transition:
-    """One step of a recurring payment's status history as the contact page shows it."""
-
-    status: str
-    stripe_status: str
-    since: int  # Stripe `created` of the first event that reported it
-    event_type: str
-
-    @property
-    def since_at(self) -> datetime:
-        """`since` as naive UTC, like every other time the pages show."""
-        return datetime.fromtimestamp(self.since, timezone.utc).replace(tzinfo=None)
-
-
-def status_transitions(rows: Iterable) -> list[Transition]:
-    """History rows in Stripe's order with repeats folded, e.g. ACTIVE → PAUSED → ACTIVE."""
-    ordered = sorted(rows, key=lambda r: (r.event_created, r.event_row_id))
-    steps: list[Transition] = []
-    for row in ordered:
-        if steps and (steps[-1].status, steps[-1].stripe_status) == (row.status, row.stripe_status):
-            continue
-        steps.append(Transition(row.status, row.stripe_status, row.event_created, row.event_type))
-    return steps

@@ -1,5 +1,6 @@
 """Removing a resource (its endpoint in Stripe first) or a whole account, keeping synced data."""
 import logging
+from typing import Callable
 
 from sqlalchemy import update
 
@@ -13,6 +14,23 @@ from webapp.stripe_sync.models import (
 from webapp.timeutil import utcnow
 
 log = logging.getLogger(__name__)
+
+_listeners: list[Callable[[str], None]] = []
+
+
+def on_resource_disconnected(listener: Callable[[str], None]) -> None:
+    """Whoever caches resources by token (webhook intake) drops one at once, unknown to this domain."""
+    if listener not in _listeners:
+        _listeners.append(listener)
+
+
+def _announce_disconnected(token: str) -> None:
+    """Tell every listener; one failing never undoes the committed disconnect."""
+    for listener in list(_listeners):
+        try:
+            listener(token)
+        except Exception:  # noqa: BLE001 - the disconnect is stored; caches expire on their own anyway
+            log.exception("disconnect listener %r failed", listener)
 
 
 class AlreadyRemoved(Exception):
@@ -54,8 +72,7 @@ def disconnect_resource(resource: StripeResource) -> None:
     resource.disconnected_at = utcnow()
     db.session.execute(update(WebhookSecret).where(WebhookSecret.resource_id == resource.id).values(active=False))
     db.session.commit()
-    from webapp.webhooks.intake import forget
-    forget(resource.token)  # this process answers 410 at once; others within their short cache time
+    _announce_disconnected(resource.token)  # this process answers 410 at once; others within their cache time
     log.info("disconnected resource %s (%s)", resource.id, resource.kind)
 
 

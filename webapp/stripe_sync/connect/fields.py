@@ -1,4 +1,4 @@
-"""The catalog of mappable Stripe fields: only customer data, as DESIGN.md decides.
+"""The catalog of mappable Stripe fields: only customer data.
 
 Keys are stable strings stored in FieldMapping rows (`email`, `address.city`, `metadata.plan`);
 labels are what the mapping page shows. `value_fits` / `misfit_reason` stop a mapping that would

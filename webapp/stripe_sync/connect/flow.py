@@ -13,7 +13,7 @@ from webapp.crypto import decrypt, encrypt
 from webapp.extensions import db
 from webapp.stripe_sync.connect import endpoints
 from webapp.stripe_sync.history import importer
-from webapp.stripe_sync.client import StripeProblem, describe, make_client
+from webapp.stripe_sync.client import StripeProblem, client_for_account, describe, make_client
 from webapp.stripe_sync.events import RESOURCE_KINDS
 from webapp.stripe_sync.connect.fields import collect_metadata_keys
 from webapp.stripe_sync.connect.keys import classify_key, mask_key
@@ -119,6 +119,24 @@ def load_draft(draft_id: str | None, user_id: int) -> ConnectDraft | None:
     return draft
 
 
+def connected_accounts() -> list[StripeAccount]:
+    """Accounts shown under Connected Apps, oldest first."""
+    return list(db.session.scalars(select(StripeAccount).where(StripeAccount.status == ACCOUNT_CONNECTED)
+                                   .order_by(StripeAccount.connected_at)))
+
+
+def connected_account(account_id: int) -> StripeAccount | None:
+    """An account that is still connected, or None, so a stale page cannot add to a disconnected one."""
+    account = db.session.get(StripeAccount, account_id)
+    return account if account is not None and account.status == ACCOUNT_CONNECTED else None
+
+
+def connected_resource(resource_id: int) -> StripeResource | None:
+    """A resource that is still connected, or None: a removed one's mapping is no longer editable."""
+    res = db.session.get(StripeResource, resource_id)
+    return res if res is not None and res.status != RESOURCE_DISCONNECTED else None
+
+
 def connected_kinds(stripe_account_id: str) -> set[str]:
     """Resource kinds this Stripe account already syncs, so they are not offered twice."""
     rows = db.session.scalars(
@@ -143,6 +161,52 @@ def choose_resource(draft: ConnectDraft, kind: str | None, sync_type: str | None
         draft.trigger_historical = bool(trigger_historical)
         db.session.commit()
     return errors
+
+
+def draft_client(draft: ConnectDraft) -> stripe.StripeClient:
+    """An SDK client with the draft's key (new account) or the account's stored key."""
+    if draft.account_id:
+        return client_for_account(db.session.get(StripeAccount, draft.account_id))
+    return make_client(decrypt(draft.secret_key_enc))
+
+
+def describe_limit(found: list[dict], base_url: str) -> list[endpoints.EndpointInfo]:
+    """The endpoint-limit panel: every endpoint, ours marked, the ones our resources still use named."""
+    in_use = {r.webhook_endpoint_id: f"{r.name} ({r.account.email or r.account.stripe_account_id})"
+              for r in db.session.scalars(select(StripeResource).where(StripeResource.webhook_endpoint_id.isnot(None),
+                                                                        StripeResource.status != "disconnected"))}
+    return endpoints.describe_endpoints(found, base_url, in_use)
+
+
+def remove_leftover_endpoint(draft: ConnectDraft, endpoint_id: str, base_url: str) -> tuple[str | None, list[dict]]:
+    """Delete one of our unused endpoints so Finish has room; returns the error to show (or None) and
+    the endpoints left, none when Stripe could not be asked."""
+    client = draft_client(draft)
+    try:
+        found = endpoints.list_endpoints(client)
+        info = {i.id: i for i in describe_limit(found, base_url)}.get(endpoint_id)
+        if info is None:
+            return "That endpoint is already gone.", found
+        if not info.removable:
+            return "Only endpoints left over from this app can be removed here.", found
+        endpoints.delete_endpoint(client, endpoint_id)
+        return None, [e for e in found if e["id"] != endpoint_id]
+    except StripeProblem as exc:
+        return exc.message, []
+    except Exception as exc:  # noqa: BLE001 - a Stripe SDK error
+        return describe(exc).message, []
+
+
+def metadata_keys_for(resource: StripeResource) -> list[str]:
+    """Metadata keys of recent customers, plus those already mapped; Stripe being down is not fatal."""
+    mapped = [m.stripe_field.split(".", 1)[1] for m in resource.mappings if m.stripe_field.startswith("metadata.")]
+    try:
+        recent = client_for_account(resource.account).v1.customers.list(params={"limit": 100})
+        found = collect_metadata_keys(c.to_dict() for c in recent.data)
+    except Exception as exc:  # noqa: BLE001 - the editor still works with the keys already mapped
+        log.info("could not list customers for metadata keys: %s", describe(exc).kind)
+        found = []
+    return sorted(set(found) | set(mapped))
 
 
 def crm_fields() -> dict[int, ContactField]:

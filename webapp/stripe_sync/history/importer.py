@@ -2,7 +2,7 @@
 
 A Backfill row is the import: its state (queued, running, paused by rate limit, finished, failed,
 cancelled), its cursor (the last record of the last saved page) and its counts. The RQ job
-`webapp.jobs.run_backfill(id)` pages through Stripe's list API newest first (backfill_pages.py) and
+`webapp.jobs.run_backfill(id)` pages through Stripe's list API newest first (reader.py) and
 writes each page in one transaction that also moves the cursor (writer.py). Decisions:
 - One job at a time owns an import: the row names its RQ job id, and every page's transaction
   checks it first. Whoever queues a job (start, resume, a slice's continuation, the sweep) writes the
@@ -11,7 +11,7 @@ writes each page in one transaction that also moves the cursor (writer.py). Deci
   the queue and returns, so webhook jobs keep flowing even on a single worker. The state stays
   "running" between slices.
 - Resumable: a worker killed mid-page loses only that page's uncommitted transaction. The worker
-  sweep (sweep.py) notices the dead job and queues a new one, which continues from the saved cursor.
+  sweep (queue/sweep.py) notices the dead job and queues a new one, which continues from the saved cursor.
   After BACKFILL_MAX_LOST requeues without a saved page in between, the import is marked failed
   instead of killing workers forever; "Resume" continues it from the cursor.
 - Cancel sets a flag; the job stops before its next page (or during a backoff wait). A cancel
@@ -19,14 +19,13 @@ writes each page in one transaction that also moves the cursor (writer.py). Deci
 - A failure that is not about one record (Stripe refusing the key, a 429 storm outlasting the
   retries, a bug) marks the import failed with the reason; "Resume" continues from the cursor.
 - Historical records fire automation triggers only when the resource was connected with "Also
-  trigger automations for historical records" (triggers.py enforces it for every write path).
+  trigger automations for historical records" (apply/triggers.py enforces it for every event).
 """
 from __future__ import annotations
 
 import logging
 import time
 import uuid
-from dataclasses import dataclass
 from datetime import timedelta
 
 import stripe
@@ -38,16 +37,15 @@ from webapp.stripe_sync.history import writer
 from webapp.stripe_sync.history.reader import (
     BackfillStop, CustomerLookup, HistoryReader, RateLimitedTooLong, RateLimiter, ReaderSettings, Waiter,
 )
-from webapp.stripe_sync.backfill_settings import max_rps, setting
+from webapp.tunables import setting
 from webapp.stripe_sync.client import StripeProblem, client_for_account, describe
-from webapp.stripe_sync.queue.enqueue import REDIS_DOWN, enqueue_event
+from webapp.stripe_sync.queue.enqueue import REDIS_DOWN
 from webapp.stripe_sync.events import historical_event_type
 from webapp.stripe_sync.models import (
     BACKFILL_ACTIVE, BACKFILL_CANCELLED, BACKFILL_FAILED, BACKFILL_FINISHED, BACKFILL_PAUSED, BACKFILL_QUEUED,
     BACKFILL_RUNNING, RESOURCE_DISCONNECTED, SYNC_HISTORICAL, Backfill, StripeAccount, StripeResource,
 )
-from webapp.stripe_sync.apply.batch import prepare_object
-from webapp.stripe_sync.sync_settings import max_attempts
+from webapp.stripe_sync.apply.batch import prepare
 from webapp.timeutil import utcnow
 
 log = logging.getLogger(__name__)
@@ -140,23 +138,6 @@ def resume(backfill_id: int) -> bool:
 
 # --- the job -------------------------------------------------------------------------------------
 
-@dataclass
-class Run:
-    """What one job knows about the import it runs."""
-
-    backfill_id: int
-    token: str
-    resource_id: int
-    account_id: int
-    livemode: bool
-    kind: str
-    cursor: str | None
-    cursor_created: int | None
-    pages: int
-    started: float
-    records: int = 0
-
-
 def _current_job_id() -> str | None:
     """The RQ job running us, if any."""
     from rq import get_current_job
@@ -195,7 +176,7 @@ def run_backfill(backfill_id: int) -> str:
         raise
 
 
-def _claim(backfill_id: int, token: str | None) -> Run | None:
+def _claim(backfill_id: int, token: str | None) -> writer.Run | None:
     """Mark the import running under this job; None when it is over or another job owns it."""
     now = utcnow()
     query = update(Backfill).where(Backfill.id == backfill_id, Backfill.state.in_(BACKFILL_ACTIVE))
@@ -214,7 +195,7 @@ def _claim(backfill_id: int, token: str | None) -> Run | None:
         backfill.started_at = now
     resource = db.session.get(StripeResource, backfill.resource_id)
     account = db.session.get(StripeAccount, resource.account_id)
-    run = Run(backfill_id=backfill.id, token=token, resource_id=resource.id, account_id=account.id,
+    run = writer.Run(backfill_id=backfill.id, token=token, resource_id=resource.id, account_id=account.id,
               livemode=account.livemode, kind=resource.kind, cursor=backfill.cursor,
               cursor_created=backfill.cursor_created, pages=backfill.pages, started=time.monotonic())
     db.session.commit()
@@ -224,7 +205,7 @@ def _claim(backfill_id: int, token: str | None) -> Run | None:
 class _ImportWaiter(Waiter):
     """Backoff waits that show "paused by rate limit" and stop promptly on a cancel."""
 
-    def __init__(self, run: Run):
+    def __init__(self, run: writer.Run):
         self.run = run
 
     def rate_limited(self, delay: float) -> None:
@@ -255,7 +236,7 @@ class _ImportWaiter(Waiter):
             check(self.run)
 
 
-def check(run: Run) -> None:
+def check(run: writer.Run) -> None:
     """Stop (BackfillStop) when the import was cancelled, replaced or its resource removed."""
     row = db.session.execute(
         select(Backfill.cancel_requested, Backfill.job_id, Backfill.state, StripeResource.status)
@@ -272,11 +253,11 @@ def check(run: Run) -> None:
         raise BackfillStop("cancelled")
 
 
-def _import(run: Run) -> str:
+def _import(run: writer.Run) -> str:
     """The page loop of one slice."""
     account = db.session.get(StripeAccount, run.account_id)
     limiter = RateLimiter(get_redis(), f"{account.stripe_account_id}:{'live' if account.livemode else 'test'}",
-                          max_rps(account.livemode))
+                          float(setting("BACKFILL_MAX_RPS_LIVE" if account.livemode else "BACKFILL_MAX_RPS_TEST") or 0))
     reader = HistoryReader(client_for_account(account), run.kind, limiter, _ImportWaiter(run), ReaderSettings(
         backoff_base=float(setting("BACKFILL_BACKOFF_BASE")), backoff_max=float(setting("BACKFILL_BACKOFF_MAX")),
         rate_limit_retries=int(setting("BACKFILL_RATE_LIMIT_RETRIES")),
@@ -288,15 +269,12 @@ def _import(run: Run) -> str:
         check(run)
         page = reader.fetch(run.cursor, run.cursor_created)
         records = prepare_records(run.kind, page.objects, lookup if lookup.usable else None)
-        job = writer.PageJob(backfill_id=run.backfill_id, token=run.token, resource_id=run.resource_id,
-                                     account_id=run.account_id, livemode=run.livemode, kind=run.kind,
-                                     page_number=run.pages + 1, run_started=run.started, run_records=run.records)
-        result = writer.write_page(job, records, run.cursor, run.cursor_created)
+        result = writer.write_page(run, records)
         run.pages += 1
         run.records += result.total
         if records:
             run.cursor, run.cursor_created = records[-1].obj["id"], int(records[-1].obj.get("created") or 0)
-        _after_page(run, result)
+        _after_page(result)
         if not page.has_more or not page.objects:
             _end(run, BACKFILL_FINISHED)
             log.info("Backfill %s finished: %s pages", run.backfill_id, run.pages)
@@ -310,36 +288,27 @@ def prepare_records(kind: str, objects: list[dict], fetch) -> list[writer.Record
     records = []
     for obj in objects:
         record = writer.Record(obj=obj, event_id=writer.historical_event_id(kind, obj["id"]),
-                                       event_type=historical_event_type(kind, obj))
+                               event_type=historical_event_type(kind, obj))
         if record.event_type is not None:
             try:
-                record.prepared = prepare_object(record.event_type, obj, fetch)
+                record.prepared = prepare(record.event_type, obj, fetch)
             except Exception as exc:  # noqa: BLE001 - this record fails (and is retried); the page goes on
                 record.error = exc
         records.append(record)
     return records
 
 
-def _after_page(run: Run, result: writer.PageResult) -> None:
-    """After the commit: metrics, and retries for records that failed, as for a failed webhook."""
+def _after_page(result: writer.PageResult) -> None:
+    """After the commit: the import's metrics (failed records are retried like failed webhooks)."""
     from webapp.metrics import BACKFILL_RECORDS
 
     for outcome, count in (("created", result.created), ("updated", result.updated), ("skipped", result.skipped),
                            ("failed", result.failed), ("passed_over", result.passed_over)):
         if count:
             BACKFILL_RECORDS.labels(outcome=outcome).inc(count)
-    if not result.retry_ids:
-        return
-    try:
-        queue = get_queue()
-        for row_id in result.retry_ids:
-            enqueue_event(row_id, queue, retries=max_attempts() - 1)
-    except REDIS_DOWN:
-        log.warning("Backfill %s: retries of %s failed records not queued; the sweep will", run.backfill_id,
-                    len(result.retry_ids))
 
 
-def _continue_later(run: Run) -> str:
+def _continue_later(run: writer.Run) -> str:
     """End this slice: hand the import to a new job at the back of the queue."""
     job_id = new_job_id(run.backfill_id)
     changed = db.session.execute(
@@ -354,7 +323,7 @@ def _continue_later(run: Run) -> str:
     return "continues"
 
 
-def _end(run: Run, state: str, error: str | None = None) -> None:
+def _end(run: writer.Run, state: str, error: str | None = None) -> None:
     """Finish, fail or cancel the import, if this job still owns it; the rate becomes the overall one."""
     now = utcnow()
     backfill = db.session.get(Backfill, run.backfill_id, populate_existing=True)
@@ -368,54 +337,3 @@ def _end(run: Run, state: str, error: str | None = None) -> None:
         seconds = max((now - backfill.started_at).total_seconds(), 1e-3)
         backfill.rate = backfill.processed / seconds
     db.session.commit()
-
-
-# --- the sweep's part ------------------------------------------------------------------------------
-
-def recover_lost(cutoff, queue) -> int:
-    """Imports whose job can no longer finish them (worker died, job lost): queue a new job from the cursor."""
-    from rq.job import Job
-
-    from webapp.stripe_sync.queue.sweep import _why_lost
-
-    rows = db.session.execute(
-        select(Backfill.id, Backfill.job_id, Backfill.lost)
-        .where(Backfill.state.in_(BACKFILL_ACTIVE), Backfill.updated_at <= cutoff).order_by(Backfill.id)).all()
-    db.session.rollback()
-    resumed = 0
-    conn = queue.connection
-    for row in rows:
-        raw_status, raw_worker = conn.hmget(Job.key_for(row.job_id), "status", "worker_name") if row.job_id \
-            else (None, None)
-        why = _why_lost(conn, BACKFILL_RUNNING, raw_status.decode() if raw_status else None,
-                        raw_worker.decode() if raw_worker else "")
-        if why is None:
-            continue
-        if row.lost >= int(setting("BACKFILL_MAX_LOST")):
-            changed = db.session.execute(
-                update(Backfill).where(Backfill.id == row.id, Backfill.job_id == row.job_id)
-                .values(state=BACKFILL_FAILED, finished_at=utcnow(), updated_at=utcnow(), paused_until=None,
-                        error=f"The import stopped {row.lost + 1} times in a row without saving a page ({why}). "
-                              "Resume continues from the last saved page.")).rowcount
-            db.session.commit()
-            if changed:
-                log.error("Backfill %s given up: %s", row.id, why)
-            continue
-        job_id = new_job_id(row.id)
-        changed = db.session.execute(
-            update(Backfill).where(Backfill.id == row.id, Backfill.job_id == row.job_id,
-                                   Backfill.state.in_(BACKFILL_ACTIVE))
-            .values(job_id=job_id, lost=Backfill.lost + 1, updated_at=utcnow())).rowcount
-        db.session.commit()
-        if not changed:
-            continue
-        if row.job_id:
-            try:
-                Job.fetch(row.job_id, connection=conn).delete(remove_from_queue=True)
-            except Exception:  # noqa: BLE001 - gone already
-                pass
-        enqueue(row.id, job_id, queue)
-        log.warning("Backfill %s requeued from its saved cursor: %s", row.id, why)
-        resumed += 1
-    return resumed
-

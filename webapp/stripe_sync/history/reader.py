@@ -33,7 +33,7 @@ from math import ceil
 
 import stripe
 
-from webapp.stripe_sync.apply.customer_fetch import customer_fetcher
+from webapp.stripe_sync.apply.customer import customer_fetcher
 from webapp.stripe_sync.events import resource as resource_spec
 
 log = logging.getLogger(__name__)

@@ -4,7 +4,7 @@ RQ's own bookkeeping costs a few milliseconds per job, more than processing a ty
 intake does not enqueue a job per event. It adds the event's row id to a sorted set (`pending`)
 of one of a few shards and, only when no drain job owns that shard, enqueues one
 (`drain_events(shard)`). A drain pops batches of ids and processes each batch in one transaction
-(batch.py). Decisions:
+(drain.py, through apply/batch.py). Decisions:
 - A shard is chosen by the event's Stripe customer, so one customer's events meet in one drain:
   two drains never queue on the same contact's row lock, and each shard keeps its own order.
 - One drain per shard at a time: a flag set with SET NX by whoever enqueues the drain and cleared
@@ -27,6 +27,9 @@ import zlib
 
 from rq import Queue
 from rq.job import Job
+
+from webapp.extensions import db
+from webapp.tunables import setting
 
 log = logging.getLogger(__name__)
 
@@ -56,9 +59,6 @@ return ids
 
 def shard_count() -> int:
     """EVENT_DRAIN_SHARDS, or 1 on SQLite, where a second drain would only wait for the write lock."""
-    from webapp.extensions import db
-    from webapp.stripe_sync.sync_settings import setting
-
     if db.engine.dialect.name == "sqlite":
         return 1
     return max(1, int(setting("EVENT_DRAIN_SHARDS")))
@@ -110,8 +110,6 @@ def arm(queue: Queue, shard: int = 0, force: bool = False) -> bool:
 
 def _enqueue_drain(queue: Queue, shard: int) -> None:
     """A drain job; if Redis fails here the flag expires and the sweep enqueues one instead."""
-    from webapp.stripe_sync.sync_settings import setting
-
     queue.connection.sadd(f"{_base(queue)}:shards", shard)  # so the sweep finds it if the count shrinks
     queue.enqueue_call(DRAIN_FUNC, args=(shard,), job_id=f"{DRAIN_JOB_PREFIX}{uuid.uuid4().hex}",
                        timeout=int(setting("EVENT_JOB_TIMEOUT")) + int(setting("EVENT_DRAIN_SECONDS")),

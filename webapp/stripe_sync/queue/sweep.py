@@ -9,13 +9,11 @@
   with the retries they have left, or, once an event has used all its attempts (one that keeps
   killing workers), marked failed for the log's Retry button instead of looping forever.
 
-A started job's worker counts as dead when its RQ worker key has expired (no heartbeat), when it
-registered its death, or, for a worker on this host, when its pid no longer exists, which spots a
-SIGKILL in seconds instead of waiting for the heartbeat TTL. Jobs that are queued, scheduled for
-a retry, deferred, stopped or cancelled by an operator are left alone. Requeuing is safe even when
+A started job's worker counts as dead when `redis_queue.worker_alive` says so. Jobs that are queued, scheduled for a retry,
+deferred, stopped or cancelled by an operator are left alone. Requeuing is safe even when
 the old run is somehow still alive: `process_event` claims the row, so only one run can commit.
 
-Historical imports (backfill.py) are swept the same way: an import whose job was lost or whose
+Historical imports (history/importer.py) are swept the same way: an import whose job was lost or whose
 worker died gets a new job, which continues from the import's saved cursor.
 
 The worker process runs the sweep every EVENT_SWEEP_INTERVAL seconds (one worker at a time, by a
@@ -24,32 +22,28 @@ Redis lock); `flask --app app stripe-sweep` runs it once by hand.
 from __future__ import annotations
 
 import logging
-import os
-import socket
-import threading
 import time
 from dataclasses import dataclass
-from datetime import timedelta
 
 import click
-from flask import Flask
 from flask.cli import with_appcontext
 from rq import Queue
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
-from rq.worker import Worker
 from sqlalchemy import and_, or_, select, update
 
 from webapp.extensions import db
-from webapp.periodic import run_once_locked, start_periodic
-from webapp.redis_queue import get_queue
-from webapp.stripe_sync.history.importer import recover_lost as recover_backfills
-from webapp.stripe_sync.queue import pending
-from webapp.stripe_sync.queue.enqueue import enqueue_event, job_id_for, queue_events
+from webapp.periodic import grace_cutoff
+from webapp.redis_queue import get_queue, worker_alive
+from webapp.stripe_sync import synclog
+from webapp.stripe_sync.history import importer
 from webapp.stripe_sync.models import (
-    EVENT_FAILED, EVENT_QUEUED, EVENT_RECEIVED, OUTCOME_FAILED, StripeEvent, SyncLog,
+    BACKFILL_ACTIVE, BACKFILL_FAILED, BACKFILL_RUNNING, EVENT_FAILED, EVENT_QUEUED, EVENT_RECEIVED, OUTCOME_FAILED,
+    Backfill, EventRef, StripeEvent,
 )
-from webapp.stripe_sync.sync_settings import max_attempts, setting
+from webapp.stripe_sync.queue import pending
+from webapp.stripe_sync.queue.enqueue import enqueue_event, job_id_for, max_attempts, queue_events
+from webapp.tunables import setting
 from webapp.timeutil import utcnow
 
 log = logging.getLogger(__name__)
@@ -81,13 +75,12 @@ class SweepReport:
 
 def sweep_unqueued(older_than_seconds: float | None = None, queue: Queue | None = None) -> SweepReport:
     """Enqueue recorded-but-unqueued events and requeue ones whose job was lost; Redis errors propagate."""
-    grace = float(setting("EVENT_SWEEP_GRACE") if older_than_seconds is None else older_than_seconds)
-    cutoff = utcnow() - timedelta(seconds=max(0.0, grace))
+    cutoff = grace_cutoff("EVENT_SWEEP_GRACE", older_than_seconds)
     queue = queue or get_queue()
     report = SweepReport()
     _enqueue_received(cutoff, queue, report)
     _recover_lost(cutoff, queue, report)
-    report.backfills = recover_backfills(cutoff, queue)
+    report.backfills = _recover_imports(cutoff, queue)
     if report.changed:
         log.info("Stripe event sweep: %s", report)
     return report
@@ -188,25 +181,6 @@ def _why_lost(conn, event_status: str, job_status: str | None, worker_name: str)
     return None
 
 
-def worker_alive(conn, worker_name: str) -> bool:
-    """False when the RQ worker is known gone: key expired, death registered, or (same host) pid gone."""
-    if not worker_name:
-        return True  # nothing to go on; RQ's own abandoned-job cleanup will deal with it
-    pid, hostname, death = conn.hmget(Worker.redis_worker_namespace_prefix + worker_name, "pid", "hostname", "death")
-    if pid is None and hostname is None:
-        return False
-    if death:
-        return False
-    if hostname and hostname.decode() == socket.gethostname() and pid:
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            return False
-        except (PermissionError, ValueError):
-            return True
-    return True
-
-
 def _drop_job(queue: Queue, event_id: int) -> None:
     """Remove the dead job and its registry entries so RQ's own cleanup cannot run it a second time."""
     try:
@@ -223,26 +197,59 @@ def _give_up(event_id: int, status: str, attempts: int, why: str) -> None:
         db.session.rollback()
         return
     event.status, event.error = EVENT_FAILED, message
-    db.session.add(SyncLog(account_id=event.account_id, resource_id=event.resource_id, event_row_id=event.id,
-                           stripe_event_id=event.stripe_event_id, event_type=event.type, outcome=OUTCOME_FAILED,
-                           reason=message, attempt=attempts, duration_ms=0, historical=event.historical))
+    ref = EventRef(id=event.id, account_id=event.account_id, resource_id=event.resource_id,
+                   stripe_event_id=event.stripe_event_id, type=event.type, created=event.created,
+                   historical=event.historical)
+    synclog.record([synclog.row(ref, OUTCOME_FAILED, message, attempts)])
     db.session.commit()
     log.error("Stripe event row %s: %s", event_id, message)
 
 
-# --- running it ----------------------------------------------------------------------------------
+def _recover_imports(cutoff, queue) -> int:
+    """Imports whose job can no longer finish them (worker died, job lost): queue a new job from the cursor."""
+    rows = db.session.execute(
+        select(Backfill.id, Backfill.job_id, Backfill.lost)
+        .where(Backfill.state.in_(BACKFILL_ACTIVE), Backfill.updated_at <= cutoff).order_by(Backfill.id)).all()
+    db.session.rollback()
+    resumed = 0
+    conn = queue.connection
+    for row in rows:
+        raw_status, raw_worker = conn.hmget(Job.key_for(row.job_id), "status", "worker_name") if row.job_id \
+            else (None, None)
+        why = _why_lost(conn, BACKFILL_RUNNING, raw_status.decode() if raw_status else None,
+                        raw_worker.decode() if raw_worker else "")
+        if why is None:
+            continue
+        if row.lost >= int(setting("BACKFILL_MAX_LOST")):
+            changed = db.session.execute(
+                update(Backfill).where(Backfill.id == row.id, Backfill.job_id == row.job_id)
+                .values(state=BACKFILL_FAILED, finished_at=utcnow(), updated_at=utcnow(), paused_until=None,
+                        error=f"The import stopped {row.lost + 1} times in a row without saving a page ({why}). "
+                              "Resume continues from the last saved page.")).rowcount
+            db.session.commit()
+            if changed:
+                log.error("Backfill %s given up: %s", row.id, why)
+            continue
+        job_id = importer.new_job_id(row.id)
+        changed = db.session.execute(
+            update(Backfill).where(Backfill.id == row.id, Backfill.job_id == row.job_id,
+                                   Backfill.state.in_(BACKFILL_ACTIVE))
+            .values(job_id=job_id, lost=Backfill.lost + 1, updated_at=utcnow())).rowcount
+        db.session.commit()
+        if not changed:
+            continue
+        if row.job_id:
+            try:
+                Job.fetch(row.job_id, connection=conn).delete(remove_from_queue=True)
+            except Exception:  # noqa: BLE001 - gone already
+                pass
+        importer.enqueue(row.id, job_id, queue)
+        log.warning("Backfill %s requeued from its saved cursor: %s", row.id, why)
+        resumed += 1
+    return resumed
 
-def sweep_once_locked(interval: float) -> SweepReport | None:
-    """One sweep unless another worker holds the lock for this interval."""
-    return run_once_locked(LOCK_KEY, interval, sweep_unqueued)
 
-
-def start_periodic_sweep(app: Flask, interval: float | None = None) -> threading.Event:
-    """Sweep now and then every interval on a daemon thread of the worker; set the event to stop it."""
-    with app.app_context():
-        interval = float(interval or setting("EVENT_SWEEP_INTERVAL"))
-    return start_periodic(app, "Stripe event sweep", LOCK_KEY, interval, sweep_unqueued)
-
+# --- by hand --------------------------------------------------------------------------------------
 
 @click.command("stripe-sweep")
 @click.option("--older-than", type=float, default=None,
