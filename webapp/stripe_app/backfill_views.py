@@ -1,7 +1,7 @@
 """The historical import's progress fragment on the Stripe page, and its Cancel and Resume buttons."""
 import logging
 
-from flask import abort, render_template
+from flask import render_template
 
 from webapp.extensions import db
 from webapp.stripe_app.blueprint import bp
@@ -18,10 +18,9 @@ def backfill_for(resource) -> Backfill | None:
 
 
 def _fragment(backfill_id: int, status: int = 200):
-    """The progress fragment for one import."""
-    row = db.session.get(Backfill, backfill_id, populate_existing=True)
-    if row is None:
-        abort(404)
+    """The progress fragment for one import, as it is now."""
+    row = db.get_or_404(Backfill, backfill_id)
+    db.session.refresh(row)
     return render_template("apps/_backfill_progress.html", bf=row), status
 
 
@@ -34,8 +33,7 @@ def backfill_progress(backfill_id):
 @bp.route("/stripe/backfills/<int:backfill_id>/cancel", methods=["POST"])
 def backfill_cancel(backfill_id):
     """Stop the import before its next page; what was imported stays."""
-    if db.session.get(Backfill, backfill_id) is None:
-        abort(404)
+    db.get_or_404(Backfill, backfill_id)
     importer.request_cancel(backfill_id)
     return _fragment(backfill_id)
 
@@ -43,8 +41,7 @@ def backfill_cancel(backfill_id):
 @bp.route("/stripe/backfills/<int:backfill_id>/resume", methods=["POST"])
 def backfill_resume(backfill_id):
     """Continue a failed or cancelled import from its last saved page."""
-    if db.session.get(Backfill, backfill_id) is None:
-        abort(404)
+    db.get_or_404(Backfill, backfill_id)
     if not importer.resume(backfill_id):
         return _fragment(backfill_id, 409)
     return _fragment(backfill_id)
