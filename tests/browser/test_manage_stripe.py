@@ -4,7 +4,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from tests.helpers import EVENTS_DIR, connect, event_bytes_with as event_bytes
+from tests.helpers import EVENTS_DIR, connect, event_bytes_with
 from webapp.crm import service
 from webapp.stripe_sync.models import StripeResource
 
@@ -53,7 +53,7 @@ def test_live_log_filters_and_retry(logged_in_page, auth_client, app, db, stripe
     expect(page.locator("#log-rows tr")).to_have_count(0)
     expect(page.get_by_text("No sync activity yet")).to_be_visible()
 
-    post(app, stripe_double, res_id, event_bytes("customer.created.json"))
+    post(app, stripe_double, res_id, event_bytes_with("customer.created.json"))
     run_worker()
     # The poll brings the row in within a few seconds, without a reload.
     row = page.locator("#log-rows tr").first
@@ -65,7 +65,7 @@ def test_live_log_filters_and_retry(logged_in_page, auth_client, app, db, stripe
     expect(page).to_have_url(re.compile(r"outcome=skipped"))
     expect(page.locator("#log-rows tr")).to_have_count(0)
     post(app, stripe_double, res_id, (EVENTS_DIR / "edge" / "customer.created.json").read_bytes())
-    post(app, stripe_double, res_id, event_bytes("customer.updated.json"))
+    post(app, stripe_double, res_id, event_bytes_with("customer.updated.json"))
     run_worker()
     expect(page.locator("#log-rows tr")).to_have_count(1, timeout=6000)
     expect(page.locator("#log-rows tr").first).to_contain_text("no email")
@@ -78,7 +78,7 @@ def test_live_log_filters_and_retry(logged_in_page, auth_client, app, db, stripe
     charge = connect(auth_client, db, stripe_key, kind="charge", extra=())
     app.config["EVENT_RETRY_INTERVALS"] = []  # fail for good on the first attempt
     stripe_double.fail_next(20, status=500, path_prefix="/v1/customers")
-    post(app, stripe_double, charge.id, event_bytes("charge.succeeded.json"))
+    post(app, stripe_double, charge.id, event_bytes_with("charge.succeeded.json"))
     run_worker()
     failed_row = page.locator("#log-rows tr.log-failed").first
     expect(failed_row).to_contain_text("Failed", timeout=6000)
@@ -103,7 +103,7 @@ def test_mapping_update_removal_disconnect_and_second_account(logged_in_page, ap
     notes = service.create_field("Notes", "text")
     connect_in_browser(page, stripe_key)
     res_id = db.session.query(StripeResource).one().id
-    post(app, stripe_double, res_id, event_bytes("customer.created.json"))
+    post(app, stripe_double, res_id, event_bytes_with("customer.created.json"))
     run_worker()
 
     # Update the mapping: drop the name row, map the description into Notes.
@@ -121,7 +121,7 @@ def test_mapping_update_removal_disconnect_and_second_account(logged_in_page, ap
     dialog.get_by_role("button", name="Finish").click()
     expect(page.get_by_text("Field mapping for Customer updated")).to_be_visible()
     page.wait_for_load_state("load")
-    post(app, stripe_double, res_id, event_bytes("customer.updated.json", name="Ada King", description="Countess"))
+    post(app, stripe_double, res_id, event_bytes_with("customer.updated.json", name="Ada King", description="Countess"))
     run_worker()
     ada = service.find_contact_by_email("ada@example.com")
     assert ada.first_name == "Ada" and service.custom_values(ada) == {notes.id: "Countess"}

@@ -3,7 +3,7 @@ import json
 
 from sqlalchemy import select
 
-from tests.helpers import ACCOUNT_ID, EVENTS_DIR, backfill, count, start_import as start
+from tests.helpers import ACCOUNT_ID, EVENTS_DIR, backfill, count, start_import
 from webapp.crm.models import Contact, EcommerceCustomer, Order, RecurringPayment, TriggerFired
 from webapp.stripe_sync.synclog import resource_counts
 from webapp.stripe_sync.models import StripeAccount, StripeEvent, StripeResource, SyncLog
@@ -33,7 +33,7 @@ def test_customers_import_end_to_end(app, db, fast, connect_resource, stripe_dou
     stripe_double.add_customer(ACCOUNT_ID, id="cus_Ip1BM6AwKptPXL", name="Charles Babbage", email=None,
                                created=1_600_000_000)
     resource = connect_resource("customer")
-    backfill_id = start(db, resource)
+    backfill_id = start_import(db, resource)
     assert backfill(db, backfill_id).state == "queued"
 
     run_worker()
@@ -65,7 +65,7 @@ def test_customers_import_end_to_end(app, db, fast, connect_resource, stripe_dou
 def test_every_kind_of_adas_story_imports_like_its_events(app, db, fast, connect_all, stripe_double, run_worker):
     load_story(stripe_double)
     resources = connect_all()
-    ids = [start(db, resources[kind]) for kind in ("customer", "charge", "subscription", "invoice",
+    ids = [start_import(db, resources[kind]) for kind in ("customer", "charge", "subscription", "invoice",
                                                    "checkout_session")]
     run_worker()
 
@@ -96,8 +96,8 @@ def test_ticked_trigger_option_fires_automations_for_history(app, db, fast, conn
     load_story(stripe_double)
     customers = connect_resource("customer", trigger_historical=True)
     subscriptions = connect_resource("subscription", trigger_historical=True)
-    start(db, customers)
-    start(db, subscriptions)
+    start_import(db, customers)
+    start_import(db, subscriptions)
     run_worker()
 
     fired = sorted((t.trigger, t.event_type, t.historical) for t in db.session.scalars(select(TriggerFired)))
@@ -112,9 +112,9 @@ def test_ticked_trigger_option_fires_automations_for_history(app, db, fast, conn
 def test_a_record_seen_twice_is_not_duplicated(app, db, fast, connect_resource, stripe_double, run_worker):
     stripe_double.generate_customers(ACCOUNT_ID, 120, start_created=1_700_000_000)
     resource = connect_resource("customer")
-    first = start(db, resource)
+    first = start_import(db, resource)
     run_worker()
-    second = start(db, resource)  # e.g. the user imports again
+    second = start_import(db, resource)  # e.g. the user imports again
     run_worker()
 
     again = backfill(db, second)
@@ -136,7 +136,7 @@ def test_webhook_mid_import_is_not_overwritten_by_older_history(app, db, fast, c
     stripe_double.add_customer(ACCOUNT_ID, id="cus_Visible1", email="ada@example.com", name="Ada Lovelace",
                                created=1785748502)  # her real creation time: the import reaches her last
     resource = connect_resource("customer")
-    backfill_id = start(db, resource)
+    backfill_id = start_import(db, resource)
     webhook = event_bytes("customer.updated", object__name="Ada King")  # Stripe's clock: 2026-08-19, newer
     assert post_event(resource, webhook).status_code == 200
 
@@ -169,7 +169,7 @@ def test_a_record_whose_customer_cannot_be_fetched_fails_alone_and_is_retried(
     # the first fetch of cus_GoneAway fails twice (the SDK's retry included).
     stripe_double.fail_next(2, 500, path_prefix="/v1/customers/cus_GoneAway")
     resource = connect_resource("charge")
-    backfill_id = start(db, resource)
+    backfill_id = start_import(db, resource)
     run_worker()
 
     bf = backfill(db, backfill_id)

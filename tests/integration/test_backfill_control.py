@@ -5,7 +5,7 @@ from flask import g
 from rq import SimpleWorker
 from sqlalchemy import create_engine, func, select, text, update
 
-from tests.helpers import ACCOUNT_ID, backfill, count, start_import as start
+from tests.helpers import ACCOUNT_ID, backfill, count, start_import
 from webapp.crm.models import Contact
 from webapp.redis_queue import get_queue, get_redis
 from webapp.stripe_sync.history import importer as backfill_module
@@ -39,7 +39,7 @@ def test_429_storm_pauses_backs_off_and_imports_everything_once(app, db, fast, c
                                                                  run_worker, monkeypatch):
     stripe_double.generate_customers(ACCOUNT_ID, 250, start_created=1_700_000_000)
     resource = connect_resource("customer")
-    backfill_id = start(db, resource)
+    backfill_id = start_import(db, resource)
     engine = create_engine(app.config["DATABASE_URL"])
     seen = []
     wait = backfill_module._ImportWaiter.wait
@@ -68,7 +68,7 @@ def test_storm_mid_import_resumes_at_the_same_page(app, db, fast, connect_resour
     app.config["BACKFILL_SLICE_SECONDS"] = 0
     stripe_double.generate_customers(ACCOUNT_ID, 250, start_created=1_700_000_000)
     resource = connect_resource("customer")
-    backfill_id = start(db, resource)
+    backfill_id = start_import(db, resource)
     run_jobs(app, db, 1)
     stripe_double.clear_requests()
     stripe_double.fail_next(5, 429, path_prefix="/v1/customers")
@@ -86,7 +86,7 @@ def test_a_storm_longer_than_the_retries_fails_and_resume_continues(app, db, fas
     app.config.update(BACKFILL_RATE_LIMIT_RETRIES=2, BACKFILL_SLICE_SECONDS=0)
     stripe_double.generate_customers(ACCOUNT_ID, 150, start_created=1_700_000_000)
     resource = connect_resource("customer")
-    backfill_id = start(db, resource)
+    backfill_id = start_import(db, resource)
     run_jobs(app, db, 1)
     stripe_double.fail_next(3, 429, path_prefix="/v1/customers")
     run_worker()
@@ -111,7 +111,7 @@ def test_the_limiter_keeps_under_stripes_rate(app, db, connect_resource, stripe_
     app.config.update(BACKFILL_MAX_RPS_TEST=8)
     stripe_double.generate_customers(ACCOUNT_ID, 600, start_created=1_700_000_000)
     resource = connect_resource("customer")
-    backfill_id = start(db, resource)
+    backfill_id = start_import(db, resource)
     run_worker()
 
     bf = backfill(db, backfill_id)
@@ -124,7 +124,7 @@ def test_cancel_stops_before_the_next_page_and_resume_finishes(app, db, fast, co
     app.config["BACKFILL_SLICE_SECONDS"] = 0
     stripe_double.generate_customers(ACCOUNT_ID, 350, start_created=1_700_000_000)
     resource = connect_resource("customer")
-    backfill_id = start(db, resource)
+    backfill_id = start_import(db, resource)
     run_jobs(app, db, 1)  # page 1
     assert backfill(db, backfill_id).imported == 100
 
@@ -151,7 +151,7 @@ def test_cancel_stops_before_the_next_page_and_resume_finishes(app, db, fast, co
 def test_cancel_while_queued_ends_it_at_once(app, db, fast, connect_resource, stripe_double, run_worker,
                                             auth_client):
     resource = connect_resource("customer")
-    backfill_id = start(db, resource)
+    backfill_id = start_import(db, resource)
     resp = post(auth_client, f"/apps/stripe/backfills/{backfill_id}/cancel")
     html = resp.get_data(as_text=True)
     assert "cancelled" in html and "hx-trigger" not in html
@@ -164,7 +164,7 @@ def test_removing_the_resource_stops_its_import(app, db, fast, connect_resource,
     app.config["BACKFILL_SLICE_SECONDS"] = 0
     stripe_double.generate_customers(ACCOUNT_ID, 250, start_created=1_700_000_000)
     resource = connect_resource("customer")
-    backfill_id = start(db, resource)
+    backfill_id = start_import(db, resource)
     run_jobs(app, db, 1)
     db.session.execute(update(StripeResource).where(StripeResource.id == resource.id).values(status="disconnected"))
     db.session.commit()
@@ -178,7 +178,7 @@ def test_removing_the_resource_stops_its_import(app, db, fast, connect_resource,
 def test_sweep_requeues_an_import_whose_job_was_lost(app, db, fast, connect_resource, stripe_double, run_worker):
     stripe_double.generate_customers(ACCOUNT_ID, 150, start_created=1_700_000_000)
     resource = connect_resource("customer")
-    backfill_id = start(db, resource)
+    backfill_id = start_import(db, resource)
     get_redis().flushdb()  # the job is gone (Redis lost it, or it was never queued)
     db.session.execute(update(Backfill).values(updated_at=utcnow() - timedelta(minutes=5)))
     db.session.commit()
@@ -192,7 +192,7 @@ def test_sweep_requeues_an_import_whose_job_was_lost(app, db, fast, connect_reso
 
 def test_sweep_gives_up_on_an_import_that_keeps_getting_lost(app, db, fast, connect_resource, run_worker):
     resource = connect_resource("customer")
-    backfill_id = start(db, resource)
+    backfill_id = start_import(db, resource)
     get_redis().flushdb()
     db.session.execute(update(Backfill).values(lost=5, state="running", updated_at=utcnow() - timedelta(minutes=5)))
     db.session.commit()
@@ -205,7 +205,7 @@ def test_sweep_gives_up_on_an_import_that_keeps_getting_lost(app, db, fast, conn
 
 def test_the_fragment_while_paused_and_on_the_stripe_page(app, db, connect_resource, auth_client):
     resource = connect_resource("customer")
-    backfill_id = start(db, resource)
+    backfill_id = start_import(db, resource)
     db.session.execute(update(Backfill).values(state="paused", imported=1234, skipped=5, failed=1, rate=812.4,
                                                pages=13, paused_until=utcnow() + timedelta(seconds=30)))
     db.session.commit()

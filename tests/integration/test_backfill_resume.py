@@ -6,7 +6,7 @@ import uuid
 
 from sqlalchemy import func, select
 
-from tests.helpers import ACCOUNT_ID, backfill, count, start_import as start, start_worker, worker_env
+from tests.helpers import ACCOUNT_ID, backfill, count, start_import, start_worker, worker_env
 from webapp.crm.models import Contact, ContactTag
 from webapp.redis_queue import get_redis
 from webapp.stripe_sync.models import Backfill, StripeEvent, SyncLog
@@ -21,7 +21,7 @@ def test_killed_worker_mid_import_resumes_from_the_saved_page(app, db, connect_r
     app.config.update(BACKFILL_MAX_RPS_TEST=0)
     stripe_double.generate_customers(ACCOUNT_ID, 1000, start_created=1_700_000_000)
     resource = connect_resource("customer")
-    backfill_id = start(db, resource)
+    backfill_id = start_import(db, resource)
     db.session.remove()
     stripe_double.set_latency(0.15)  # each page takes a while, so the kill lands mid-import
 

@@ -5,13 +5,13 @@ import re
 import pytest
 import stripe
 
-from tests.helpers import HX, choose, field_id, finish, start_connect as start
+from tests.helpers import HX, choose, field_id, finish, start_connect
 from webapp.crm import service
 from webapp.stripe_sync.models import ConnectDraft, StripeAccount, StripeResource, WebhookSecret
 
 def test_whole_flow_creates_endpoint_and_connection(auth_client, db, stripe_double, stripe_key, caplog):
     caplog.set_level(logging.DEBUG)
-    draft, resp = start(auth_client, stripe_key)
+    draft, resp = start_connect(auth_client, stripe_key)
     html = resp.get_data(as_text=True)
     assert "owner@engineroom.test" in html and "Test key" in html
     assert "Choose Resource" in html and "Sync new records only" in html
@@ -83,7 +83,7 @@ def test_stripe_unreachable(auth_client, db, stripe_double, stripe_key):
 
 
 def test_same_account_twice_offers_its_page(auth_client, db, stripe_key):
-    draft, _ = start(auth_client, stripe_key)
+    draft, _ = start_connect(auth_client, stripe_key)
     choose(auth_client, draft)
     assert finish(auth_client, draft, [("email", "email", field_id(db, "email"))]).status_code == 204
     resp = auth_client.post("/apps/stripe/connect", {"secret_key": stripe_key}, htmx=True)
@@ -93,7 +93,7 @@ def test_same_account_twice_offers_its_page(auth_client, db, stripe_key):
 
 def test_mapping_errors_keep_every_choice(auth_client, db, stripe_double, stripe_key):
     age = service.create_field("Age", "number")
-    draft, _ = start(auth_client, stripe_key)
+    draft, _ = start_connect(auth_client, stripe_key)
     choose(auth_client, draft)
     first, last = field_id(db, "first_name"), field_id(db, "last_name")
     resp = finish(auth_client, draft, [("email", "", field_id(db, "email")), ("id", "id", ""),
@@ -122,7 +122,7 @@ def _fill_endpoints(key, stripe_double, ours, foreign):
 
 def test_endpoint_limit_lists_endpoints_and_recovers(auth_client, db, stripe_double, stripe_key):
     _fill_endpoints(stripe_key, stripe_double, ours=2, foreign=14)
-    draft, _ = start(auth_client, stripe_key)
+    draft, _ = start_connect(auth_client, stripe_key)
     choose(auth_client, draft)
     rows = [("email", "email", field_id(db, "email")), ("id", "id", field_id(db, "last_name"))]
     resp = finish(auth_client, draft, rows)
@@ -167,7 +167,7 @@ def test_stripe_refusal_after_the_count_check_is_handled(app, db, stripe_double,
 
 def test_no_public_base_url_warns_but_finishes(app, auth_client, db, stripe_double, stripe_key):
     app.config["PUBLIC_BASE_URL"] = None
-    draft, _ = start(auth_client, stripe_key)
+    draft, _ = start_connect(auth_client, stripe_key)
     body = choose(auth_client, draft).get_data(as_text=True)
     assert "Stripe cannot deliver events to http://localhost" in body and "stripe listen --forward-to" in body
     assert finish(auth_client, draft, [("email", "email", field_id(db, "email"))]).status_code == 204
@@ -182,7 +182,7 @@ def test_no_public_base_url_warns_but_finishes(app, auth_client, db, stripe_doub
 def test_failed_store_removes_the_endpoint_again(auth_client, db, stripe_double, stripe_key, monkeypatch):
     from webapp.stripe_sync.connect import flow as connect
 
-    draft, _ = start(auth_client, stripe_key)
+    draft, _ = start_connect(auth_client, stripe_key)
     choose(auth_client, draft)
 
     def boom(**_kw):
@@ -196,7 +196,7 @@ def test_failed_store_removes_the_endpoint_again(auth_client, db, stripe_double,
 
 
 def test_mapping_row_fragment_shows_name_note(auth_client, db, stripe_key):
-    draft, _ = start(auth_client, stripe_key)
+    draft, _ = start_connect(auth_client, stripe_key)
     body = auth_client.get(f"/apps/stripe/mapping-row?draft={draft}&row_role=extra&stripe_field=name",
                            headers=HX).get_data(as_text=True)
     assert body.lstrip().startswith('<div class="mapping-row') and "split into First Name and Last Name" in body
