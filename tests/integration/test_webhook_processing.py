@@ -16,7 +16,7 @@ from webapp.crm.service import create_field, find_contact_by_email
 from webapp.redis_queue import get_queue
 from webapp.stripe_sync.queue.drain import process_event
 from webapp.stripe_sync.queue import enqueue as dispatch
-from webapp.stripe_sync.models import FieldMapping, StripeAccount, StripeEvent, SyncLog
+from webapp.stripe_sync.models import FieldMapping, StripeAccount, StripeEvent, StripeResource, SyncLog
 
 CUSTOMER_PATH = "/v1/customers/cus_Visible1"
 
@@ -202,6 +202,7 @@ def test_processing_again_changes_nothing(connect_resource, post_event, run_work
 
 
 def test_historical_events_fire_no_triggers_unless_asked(connect_resource, db, app):
+    from webapp.stripe_sync.apply.contacts import ContactCache
     from webapp.stripe_sync.apply.triggers import fire_trigger, insert_firings
 
     quiet = connect_resource("customer")
@@ -215,16 +216,16 @@ def test_historical_events_fire_no_triggers_unless_asked(connect_resource, db, a
                                 type="customer.created", created=1, payload="{}", historical=True))
     db.session.add_all(rows)
     db.session.commit()
-    staged = []
-    assert fire_trigger(staged, "stripe_event_received", contact, rows[0]) is None
-    fired = fire_trigger(staged, "stripe_event_received", contact, rows[1], {"x": 1})
+    cache = ContactCache({res.id: db.session.get(StripeResource, res.id) for res in (quiet, loud)})
+    assert fire_trigger(cache, "stripe_event_received", contact, rows[0]) is None
+    fired = fire_trigger(cache, "stripe_event_received", contact, rows[1], {"x": 1})
     assert fired is not None and fired["historical"] is True
-    fire_trigger(staged, "stripe_event_received", contact, rows[1])  # the same event and contact again
-    insert_firings(staged)
+    fire_trigger(cache, "stripe_event_received", contact, rows[1])  # the same event and contact again
+    insert_firings(cache.new_firings)
     db.session.commit()
     assert count(db, TriggerFired) == 1  # once per event and contact
     with pytest.raises(ValueError):
-        fire_trigger(staged, "no_such_trigger", contact, rows[1])
+        fire_trigger(cache, "no_such_trigger", contact, rows[1])
 
 
 def test_two_workers_racing_for_one_new_customer(app, connect_all, post_event, db):

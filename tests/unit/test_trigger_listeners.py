@@ -4,6 +4,7 @@ import json
 from tests.helpers import EVENTS_DIR
 from webapp.crm import service
 from webapp.stripe_sync.apply import triggers
+from webapp.stripe_sync.apply.contacts import ContactCache
 from webapp.stripe_sync.models import StripeAccount, StripeEvent
 
 
@@ -25,9 +26,9 @@ def test_listeners_get_ids_after_commit_and_nothing_after_rollback(db, monkeypat
     triggers.on_fired(heard.append)
     contact = service.save_contact(None, {"email": "ada@example.com"})
     row = _event(db)
-    staged = []
-    assert triggers.fire_trigger(staged, triggers.STRIPE_EVENT_RECEIVED, contact, row) is not None
-    fired = triggers.insert_firings(staged)
+    cache = ContactCache({})
+    assert triggers.fire_trigger(cache, triggers.STRIPE_EVENT_RECEIVED, contact, row) is not None
+    fired = triggers.insert_firings(cache.new_firings)
     assert heard == [] and len(fired) == 1
     db.session.commit()
     assert heard == [fired]
@@ -35,13 +36,13 @@ def test_listeners_get_ids_after_commit_and_nothing_after_rollback(db, monkeypat
                        created=1, payload="{}")
     db.session.add(row2)
     db.session.flush()
-    staged2 = []
-    triggers.fire_trigger(staged2, triggers.STRIPE_EVENT_RECEIVED, contact, row2)
-    triggers.insert_firings(staged2)
+    again = ContactCache({})
+    triggers.fire_trigger(again, triggers.STRIPE_EVENT_RECEIVED, contact, row2)
+    triggers.insert_firings(again.new_firings)
     db.session.rollback()
     db.session.commit()
     assert heard == [fired]
-    assert triggers.insert_firings(staged) == []  # once per event
+    assert triggers.insert_firings(cache.new_firings) == []  # once per event
     assert heard == [fired]
 
 
@@ -52,12 +53,11 @@ def test_several_firings_in_one_transaction_are_announced_once_at_its_commit(db,
     ada = service.save_contact(None, {"email": "ada@example.com"})
     grace = service.save_contact(None, {"email": "grace@example.com"})
     row = _event(db)
-    staged = []
-    triggers.fire_trigger(staged, triggers.STRIPE_EVENT_RECEIVED, ada, row)
-    first = triggers.insert_firings(staged)
-    staged = []
-    triggers.fire_trigger(staged, triggers.STRIPE_EVENT_RECEIVED, grace, row)
-    second = triggers.insert_firings(staged)
+    for_ada, for_grace = ContactCache({}), ContactCache({})
+    triggers.fire_trigger(for_ada, triggers.STRIPE_EVENT_RECEIVED, ada, row)
+    first = triggers.insert_firings(for_ada.new_firings)
+    triggers.fire_trigger(for_grace, triggers.STRIPE_EVENT_RECEIVED, grace, row)
+    second = triggers.insert_firings(for_grace.new_firings)
     with db.session.begin_nested():  # a SAVEPOINT released: SQLAlchemy runs after_commit for it too
         pass
     assert heard == []  # nothing is committed yet, so no automation job may start

@@ -208,10 +208,10 @@ def _transaction(source: Source, isolated: bool) -> BatchResult:
     if len(claimed) < len(items):
         result.outcomes[ALREADY_DONE] += len(items) - len(claimed)
     items = [i for i in items if i.ref.id in claimed]
-    mappings = _mappings({i.ref.resource_id for i in items})
+    resources = _resources({i.ref.resource_id for i in items})
     live = [i for i in items if i.error is None and not i.prepared.skip_reason]
     cache = None if isolated else ContactCache.load(
-        [i.prepared.email for i in live], mappings, sorted({t for i in live for t in tags_for_event(i.ref.type)}))
+        [i.prepared.email for i in live], resources, sorted({t for i in live for t in tags_for_event(i.ref.type)}))
     for item in items:
         if item.error is not None:
             result.add(_failed(item, item.error))
@@ -220,7 +220,7 @@ def _transaction(source: Source, isolated: bool) -> BatchResult:
         elif not isolated:
             result.add(_apply_one(item, cache))
         else:
-            result.add(_apply_alone(item, mappings))
+            result.add(_apply_alone(item, resources))
     if not isolated:
         cache.flush()
     source.write_log(result)
@@ -229,21 +229,17 @@ def _transaction(source: Source, isolated: bool) -> BatchResult:
     return result
 
 
-def _mappings(resource_ids: set[int | None]) -> dict[int | None, list[tuple[str, str]]]:
-    """Each resource's mapping as it is now; an event without a resource maps nothing."""
-    mappings: dict[int | None, list[tuple[str, str]]] = {None: []}
-    for rid in resource_ids - {None}:
-        resource = db.session.get(StripeResource, rid)
-        mappings[rid] = [(m.stripe_field, m.field.key) for m in resource.mappings] if resource is not None else []
-    return mappings
+def _resources(resource_ids: set[int | None]) -> dict[int | None, StripeResource | None]:
+    """The batch's resources (their mappings as they are now); an event without one maps nothing."""
+    return {None: None, **{rid: db.session.get(StripeResource, rid) for rid in resource_ids - {None}}}
 
 
-def _apply_alone(item: Item, mappings) -> Applied:
+def _apply_alone(item: Item, resources) -> Applied:
     """One event in a savepoint with a cache of its own, so its failure takes nothing else with it;
     unique-key races and lock waits still replay the whole transaction."""
     try:
         with db.session.begin_nested():
-            cache = ContactCache.load([item.prepared.email], mappings, tags_for_event(item.ref.type))
+            cache = ContactCache.load([item.prepared.email], resources, tags_for_event(item.ref.type))
             applied = _apply_one(item, cache)
             cache.flush()
         return applied
@@ -270,7 +266,7 @@ def _apply_one(item: Item, cache: ContactCache) -> Applied:
         notes.append(handler(commerce.Context(event=ref, account_id=ref.account_id, obj=prepared.obj,
                                               contact=contact, stripe_customer_id=prepared.customer.id,
                                               cache=cache)))
-    fire_trigger(cache.new_firings, STRIPE_EVENT_RECEIVED, contact, ref,
+    fire_trigger(cache, STRIPE_EVENT_RECEIVED, contact, ref,
                  {"stripe_event_id": ref.stripe_event_id, "type": ref.type})
     reason = "; ".join(notes)
     outcome = OUTCOME_CREATED if created else OUTCOME_UPDATED

@@ -161,9 +161,9 @@ def apply_subscription(ctx: Context) -> str:
     details = {"recurring_payment_id": payment.id, "subscription": external_id, "status": payment.status,
                "stripe_status": payment.stripe_status}
     if created:
-        fire_trigger(ctx.cache.new_firings, RECURRING_PAYMENT_CREATED, ctx.contact, event, details)
+        fire_trigger(ctx.cache, RECURRING_PAYMENT_CREATED, ctx.contact, event, details)
     elif applied:
-        fire_trigger(ctx.cache.new_firings, RECURRING_PAYMENT_UPDATED, ctx.contact, event, details)
+        fire_trigger(ctx.cache, RECURRING_PAYMENT_UPDATED, ctx.contact, event, details)
     label = payment.name or external_id
     if applied:
         return f"recurring payment {label}: {payment.status}"
@@ -216,7 +216,7 @@ def apply_checkout_session(ctx: Context) -> str:
     ensure_ecommerce_customer(ctx)
     amount = format_amount(order.amount_total, order.currency)
     if created:
-        fire_trigger(ctx.cache.new_firings, MAKES_PURCHASE, ctx.contact, ctx.event,
+        fire_trigger(ctx.cache, MAKES_PURCHASE, ctx.contact, ctx.event,
                      {"order_id": order.id, "checkout_session": external_id, "amount": order.amount_total,
                       "currency": order.currency})
         return f"order {amount} created"

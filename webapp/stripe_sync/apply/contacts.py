@@ -39,6 +39,7 @@ from webapp.extensions import db
 from webapp.stripe_sync.apply.stamps import Stamp, is_newer
 from webapp.stripe_sync.apply.triggers import insert_firings
 from webapp.stripe_sync.connect.fields import extract_value, split_name
+from webapp.stripe_sync.models import StripeResource
 from webapp.timeutil import utcnow
 
 log = logging.getLogger(__name__)
@@ -80,8 +81,11 @@ class FieldReport:
 class ContactCache:
     """A batch's contacts, stamps, tag links and custom fields, plus the rows it will insert."""
 
-    def __init__(self, mappings: dict[int | None, Mapping]):
-        self.mappings = mappings  # per resource id; None maps nothing
+    def __init__(self, resources: dict[int | None, StripeResource | None]):
+        self.resources = resources  # the batch's resources by id, held for the whole batch
+        self.mappings: dict[int | None, Mapping] = {
+            rid: [(m.stripe_field, m.field.key) for m in res.mappings] if res is not None else []
+            for rid, res in resources.items()}
         self.contacts: dict[str, Contact] = {}  # by lower-cased email
         self.unreported: set[str] = set()  # contacts this batch created that no event has reported yet
         self.stamps: dict[tuple[int, str], ContactFieldStamp] = {}
@@ -93,11 +97,11 @@ class ContactCache:
         self.fields: dict[str, ContactField] = {}
 
     @classmethod
-    def load(cls, emails: Iterable[str], mappings: dict[int | None, Mapping],
+    def load(cls, emails: Iterable[str], resources: dict[int | None, StripeResource | None],
              tag_names: Iterable[str]) -> ContactCache:
         """Load and lock the batch's contacts, their stamps, tags and fields; stage the missing contacts."""
-        cache = cls(mappings)
-        keys = list(dict.fromkeys(key for pairs in mappings.values() for _stripe, key in pairs))
+        cache = cls(resources)
+        keys = list(dict.fromkeys(key for pairs in cache.mappings.values() for _stripe, key in pairs))
         custom_keys = [key for key in keys if key not in COLUMN_LIMITS and key != "email"]
         wanted: dict[str, str] = {}
         for email in emails:
@@ -140,6 +144,13 @@ class ContactCache:
     def mapping_for(self, resource_id: int | None) -> Mapping:
         """The mapping of the event's resource, as it is now (a change affects only later events)."""
         return self.mappings.get(resource_id, [])
+
+    def may_fire(self, event) -> bool:
+        """Historical records fire automations only when their resource was connected asking for it."""
+        if not event.historical:
+            return True
+        resource = self.resources.get(event.resource_id)
+        return resource is not None and resource.trigger_historical
 
     def contact_for(self, email: str) -> tuple[Contact, bool]:
         """The loaded contact, and whether this event is the one that created it."""

@@ -17,7 +17,6 @@ from sqlalchemy.orm import Session
 from webapp.upsert import dialect_insert
 from webapp.crm.models import Contact, TriggerFired
 from webapp.extensions import db
-from webapp.stripe_sync.models import StripeResource
 from webapp.timeutil import utcnow
 
 log = logging.getLogger(__name__)
@@ -34,18 +33,16 @@ TRIGGERS = {
 }
 
 
-def fire_trigger(staged: list[dict], trigger: str, contact: Contact, event_row, details: dict | None = None) -> dict | None:
-    """Stage one firing in the batch's list (None when the event must not fire it); the batch's flush
-    inserts them with `insert_firings`, in event order."""
+def fire_trigger(cache, trigger: str, contact: Contact, event_row, details: dict | None = None) -> dict | None:
+    """Stage one firing in the batch's contact cache (None when the event must not fire it); the
+    batch's flush inserts them with `insert_firings`, in event order."""
     if trigger not in TRIGGERS:
         raise ValueError(f"Unknown automation trigger {trigger!r}")
-    if event_row.historical:
-        resource = db.session.get(StripeResource, event_row.resource_id) if event_row.resource_id else None
-        if resource is None or not resource.trigger_historical:
-            return None
+    if not cache.may_fire(event_row):
+        return None
     row = dict(trigger=trigger, contact_id=contact.id, event_row_id=event_row.id, event_type=event_row.type,
                details=details or None, historical=event_row.historical, created_at=utcnow())
-    staged.append(row)
+    cache.new_firings.append(row)
     return row
 
 
