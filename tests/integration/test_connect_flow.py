@@ -146,21 +146,21 @@ def test_endpoint_limit_lists_endpoints_and_recovers(auth_client, db, stripe_dou
 
 def test_stripe_refusal_after_the_count_check_is_handled(app, db, stripe_double, stripe_key, monkeypatch):
     """Another app may add an endpoint between our count and our create: Stripe's refusal is caught."""
-    from webapp.stripe_sync.connect import endpoints as provisioning
+    from webapp.stripe_sync.connect import endpoints
     from webapp.stripe_sync.client import make_client
 
     _fill_endpoints(stripe_key, stripe_double, ours=0, foreign=16)
-    real_list = provisioning.list_endpoints
+    real_list = endpoints.list_endpoints
     calls = []
 
     def stale_list(client):
         calls.append(1)
         return [] if len(calls) == 1 else real_list(client)
 
-    monkeypatch.setattr(provisioning, "list_endpoints", stale_list)
-    with pytest.raises(provisioning.EndpointLimitReached) as exc:
-        provisioning.create_endpoint(make_client(stripe_key), "customer", "https://crm.example.test/webhooks/stripe/x",
-                                     livemode=False)
+    monkeypatch.setattr(endpoints, "list_endpoints", stale_list)
+    with pytest.raises(endpoints.EndpointLimitReached) as exc:
+        endpoints.create_endpoint(make_client(stripe_key), "customer", "https://crm.example.test/webhooks/stripe/x",
+                                 livemode=False)
     assert "maximum of 16 test webhook endpoints" in str(exc.value)
     assert len(exc.value.endpoints) == 16
 

@@ -1,7 +1,7 @@
 """Mapping validation and endpoint helpers, without Stripe or a database."""
 from types import SimpleNamespace
 
-from webapp.stripe_sync.connect import endpoints as provisioning
+from webapp.stripe_sync.connect import endpoints
 from webapp.stripe_sync.connect.mapping import MappingRow, effective_rows, rows_from_form, validate
 
 FIELDS = {i: SimpleNamespace(id=i, key=k, label=l, type=t) for i, (k, l, t) in enumerate([
@@ -69,13 +69,13 @@ def test_describe_endpoints_marks_ours_and_in_use():
     eps = [{"id": "we_1", "url": "https://crm.example.test/webhooks/stripe/a", "status": "enabled", "created": 1},
            {"id": "we_2", "url": "https://crm.example.test/webhooks/stripe/b", "status": "disabled", "created": 2},
            {"id": "we_3", "url": "https://other.example/hook", "status": "enabled", "created": 3}]
-    infos = provisioning.describe_endpoints(eps, "https://crm.example.test/", {"we_1": "Customer (a@b.c)"})
+    infos = endpoints.describe_endpoints(eps, "https://crm.example.test/", {"we_1": "Customer (a@b.c)"})
     assert [(i.id, i.ours, i.removable) for i in infos] == [("we_1", True, False), ("we_2", True, True),
                                                            ("we_3", False, False)]
 
 
 def test_base_url_warning():
-    assert provisioning.base_url_warning("https://crm.example.com", configured=True) is None
+    assert endpoints.base_url_warning("https://crm.example.com", configured=True) is None
     for url in ("http://localhost:5000", "http://127.0.0.1:5000", "http://10.0.0.4", "http://box.local"):
-        assert "Stripe cannot deliver" in provisioning.base_url_warning(url, configured=True)
-    assert "PUBLIC_BASE_URL" in provisioning.base_url_warning("https://crm.example.com", configured=False)
+        assert "Stripe cannot deliver" in endpoints.base_url_warning(url, configured=True)
+    assert "PUBLIC_BASE_URL" in endpoints.base_url_warning("https://crm.example.com", configured=False)

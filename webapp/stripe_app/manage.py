@@ -9,7 +9,8 @@ from webapp.htmx import htmx_redirect, modal
 from webapp.settings.views import public_base_configured, public_base_url
 from webapp.stripe_app.blueprint import bp
 from webapp.stripe_sync import synclog
-from webapp.stripe_sync.connect import disconnect, endpoints as provisioning, flow
+from webapp.stripe_sync.connect import disconnect, flow
+from webapp.stripe_sync.connect.endpoints import base_url_warning
 from webapp.stripe_sync.client import StripeProblem
 from webapp.stripe_sync.events import ALL_EVENT_TYPES
 from webapp.stripe_sync.connect.fields import NAME_SPLIT_NOTE
@@ -26,7 +27,7 @@ def stripe_page():
     if request.headers.get("HX-Target") == "sync-log":
         return render_template("apps/_sync_log.html", **ctx)
     accounts = ctx["log_accounts"]
-    warning = provisioning.base_url_warning(public_base_url(), public_base_configured()) if accounts else None
+    warning = base_url_warning(public_base_url(), public_base_configured()) if accounts else None
     return render_template("apps/stripe.html", accounts=accounts, base_warning=warning,
                            counts=synclog.resource_counts(accounts), **ctx)
 

@@ -8,7 +8,8 @@ import webapp.apps_registry as apps_registry
 from webapp.htmx import htmx_redirect, modal
 from webapp.settings.views import public_base_configured, public_base_url
 from webapp.stripe_app.blueprint import bp
-from webapp.stripe_sync.connect import endpoints as provisioning, flow
+from webapp.stripe_sync.connect import flow
+from webapp.stripe_sync.connect.endpoints import EndpointLimitReached, base_url_warning
 from webapp.stripe_sync.client import StripeProblem
 from webapp.stripe_sync.events import resource_choices
 from webapp.stripe_sync.connect.fields import NAME_SPLIT_NOTE
@@ -91,7 +92,7 @@ def _mapping_ctx(draft, rows, general=None, limit=None):
             "stripe_choices": choices(draft.metadata_keys or ()), "crm_fields": flow.crm_fields().values(),
             "name_note": NAME_SPLIT_NOTE, "email_field_id": flow.email_field_id(),
             "resource_name": dict(resource_choices()).get(draft.kind, ""),
-            "base_warning": provisioning.base_url_warning(public_base_url(), public_base_configured())}
+            "base_warning": base_url_warning(public_base_url(), public_base_configured())}
 
 
 @bp.route("/stripe/mapping-row")
@@ -123,7 +124,7 @@ def connect_finish():
     rows = rows_from_form(request.form, flow.email_field_id())
     try:
         result, res = flow.finish(draft, rows, public_base_url())
-    except provisioning.EndpointLimitReached as exc:
+    except EndpointLimitReached as exc:
         return modal("apps/_connect_mapping.html", 422,
                      **_mapping_ctx(draft, rows, limit=_limit_ctx(exc.endpoints)))
     except StripeProblem as exc:

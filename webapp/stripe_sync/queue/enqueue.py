@@ -94,13 +94,17 @@ def enqueue_event(event_row_id: int, queue: Queue | None = None, retries: int | 
     return job
 
 
+def _own_job(event_row_id: int):
+    """The RQ job running now when it is this event's own, whose retries RQ runs itself; else None."""
+    job = get_current_job()
+    return job if job is not None and job.id == job_id_for(event_row_id) else None
+
+
 def will_retry(event_row_id: int, attempt: int) -> bool:
     """Whether this failed attempt is followed by another: RQ's word inside the event's own job,
     otherwise the configured number of attempts."""
-    job = get_current_job()
-    if job is not None and job.id == job_id_for(event_row_id):
-        return bool(job.retries_left)
-    return attempt < max_attempts()
+    job = _own_job(event_row_id)
+    return bool(job.retries_left) if job is not None else attempt < max_attempts()
 
 
 def schedule_retries(failed: list[tuple[int, int]], queue: Queue | None = None) -> None:
@@ -110,8 +114,7 @@ def schedule_retries(failed: list[tuple[int, int]], queue: Queue | None = None) 
     seconds = intervals("EVENT_RETRY_INTERVALS")
     try:
         for row_id, attempt in failed:
-            job = get_current_job()
-            if (job is not None and job.id == job_id_for(row_id)) or not will_retry(row_id, attempt):
+            if _own_job(row_id) is not None or not will_retry(row_id, attempt):
                 continue
             delay = seconds[min(attempt, len(seconds)) - 1] if seconds else 0
             enqueue_event(row_id, queue, retries=max_attempts() - attempt - 1, delay=delay)
