@@ -238,6 +238,7 @@ def auth_client(app, admin):
     c.get("/login")
     resp = c.post("/login", {"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD})
     assert resp.status_code == 302, resp.get_data(as_text=True)
+    c.get(resp.headers["Location"])  # as a browser follows the redirect: the new session's CSRF token
     return c
 
 

@@ -171,7 +171,8 @@ def connect(auth_client, db, key, kind="customer", extra=(("extra", "name", "fir
     if account is None:
         draft, _ = start_connect(auth_client, key)
     else:
-        body = auth_client.get(f"/apps/stripe/accounts/{account.id}/resources/new", headers=HX).get_data(as_text=True)
+        auth_client.get("/apps/stripe")  # the page whose button posts, and its CSRF token
+        body = auth_client.post(f"/apps/stripe/accounts/{account.id}/resources/new", htmx=True).get_data(as_text=True)
         draft = re.search(r'name="draft" value="([^"]+)"', body).group(1)
     assert choose(auth_client, draft, kind).status_code == 200
     rows = [("email", "email", field_id(db, "email"))] + [(r, s, field_id(db, f)) for r, s, f in extra]

@@ -1,23 +1,27 @@
 """Application factory: config, extensions, blueprints, login gate and error pages."""
 import logging
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from flask import Flask, redirect, render_template, request, url_for
 from flask_login import current_user
 from flask_wtf.csrf import CSRFError
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
+from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import IntegerConverter
 
 from webapp import config as config_module
 from webapp.extensions import csrf, db, limiter, login_manager, migrate
-from webapp.instance_secrets import encryption_key, secret_key
+from webapp.instance_secrets import encryption_key, private_dir, secret_key
+from webapp.numbers import MAX_ID
+from webapp.request_limits import BoundedRequest
 
 log = logging.getLogger(__name__)
 
 # Endpoints reachable without logging in; every other one requires a user. Stripe's webhook POSTs
 # never reach Flask: the fast lane (webhooks/fastlane.py) answers them, so no CSRF or login applies.
 PUBLIC_ENDPOINTS = {"auth.login", "auth.setup", "static", "health.healthz", "metrics.metrics"}
+HSTS_SECONDS = 365 * 24 * 3600
 
 
 def create_app(config=None) -> Flask:
@@ -26,6 +30,7 @@ def create_app(config=None) -> Flask:
     app = Flask(__name__, instance_path=cfg["INSTANCE_PATH"],
                 template_folder=str(config_module.ROOT / "templates"),
                 static_folder=str(config_module.ROOT / "static"))
+    app.request_class = BoundedRequest  # MAX_CONTENT_LENGTH holds for chunked bodies too (a 413, not a cut)
     app.config.update(cfg)
     quiet_stripe_sdk_logs()
     if not app.config["SECRET_KEY"]:
@@ -33,7 +38,7 @@ def create_app(config=None) -> Flask:
     if not app.config["ENCRYPTION_KEY"]:
         app.config["ENCRYPTION_KEY"] = encryption_key(app.instance_path)
     if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite:///"):
-        config_module.INSTANCE.mkdir(exist_ok=True)
+        private_dir(config_module.INSTANCE)  # the database inside is then unreachable for other users
     register_extensions(app)
     app.url_map.converters["int"] = IdConverter
     register_blueprints(app)
@@ -45,7 +50,16 @@ def create_app(config=None) -> Flask:
     register_cli(app)
     from webapp.webhooks.fastlane import install as install_webhook_fast_lane
     install_webhook_fast_lane(app)  # the only route to POST /webhooks/stripe/<token>
+    trust_proxies(app)  # outermost, so the fast lane and every view see the client's address and scheme
     return app
+
+
+def trust_proxies(app: Flask) -> None:
+    """Behind TRUSTED_PROXIES reverse proxies, take the client's address, scheme and host from the
+    X-Forwarded-* headers they add (the limiter then counts clients, not the proxy); 0 trusts none."""
+    hops = app.config["TRUSTED_PROXIES"]
+    if hops > 0:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
 
 
 class IdConverter(IntegerConverter):
@@ -53,7 +67,9 @@ class IdConverter(IntegerConverter):
     PostgreSQL): a larger number in a URL is a 404 at routing, instead of an out-of-range error from
     the database (a 500)."""
 
-    def __init__(self, map, fixed_digits=0, min=None, max=2 ** 31 - 1, signed=False):  # noqa: A002
+    regex = r"[0-9]+"  # ASCII digits only: Werkzeug's \d+ also routes "/contacts/١٢" to contact 12
+
+    def __init__(self, map, fixed_digits=0, min=None, max=MAX_ID, signed=False):  # noqa: A002
         super().__init__(map, fixed_digits=fixed_digits, min=min, max=max, signed=signed)
 
 
@@ -88,12 +104,9 @@ def register_extensions(app: Flask) -> None:
     app.config.setdefault("RATELIMIT_HEADERS_ENABLED", False)
     limiter.init_app(app)
 
-    from webapp.auth.models import User
+    from webapp.auth.sessions import load_user
 
-    @login_manager.user_loader
-    def load_user(user_id):
-        """Flask-Login's hook to turn the session's id into a user."""
-        return db.session.get(User, int(user_id)) if user_id.isdigit() else None
+    login_manager.user_loader(load_user)  # a cookie's user only while its session version is current
 
 
 def register_blueprints(app: Flask) -> None:
@@ -165,11 +178,13 @@ def register_gate(app: Flask) -> None:
     @app.after_request
     def security_headers(resp):
         """Defence in depth for every page."""
-        cdn = urlsplit(app.config["HTMX_URL"])
-        script_src = "'self'" + (f" {cdn.scheme}://{cdn.netloc}" if cdn.netloc else "")
+        script_src = " ".join(filter(None, ("'self'", htmx_script_source(app.config["HTMX_URL"]))))
         resp.headers.setdefault("X-Content-Type-Options", "nosniff")
         resp.headers.setdefault("X-Frame-Options", "DENY")
         resp.headers.setdefault("Referrer-Policy", "same-origin")
+        if app.config["SESSION_COOKIE_SECURE"] and request.is_secure:
+            # Served over HTTPS at an https PUBLIC_BASE_URL: browsers keep to HTTPS for a year.
+            resp.headers.setdefault("Strict-Transport-Security", f"max-age={HSTS_SECONDS}")
         resp.headers.setdefault(
             "Content-Security-Policy",
             f"default-src 'self'; script-src {script_src}; style-src 'self' 'unsafe-inline'; "
@@ -219,9 +234,22 @@ def register_template_globals(app: Flask) -> None:
 
 
 def register_cli(app: Flask) -> None:
-    """Shell commands: `flask --app app create-user`, `flask --app app stripe-sweep`."""
-    from webapp.auth.cli import create_user_command
+    """Shell commands: `flask --app app create-user`, `set-password`, `stripe-sweep`."""
+    from webapp.auth.cli import create_user_command, set_password_command
     from webapp.stripe_sync.queue.sweep import sweep_command
 
     app.cli.add_command(create_user_command)
+    app.cli.add_command(set_password_command)
     app.cli.add_command(sweep_command)
+
+
+def htmx_script_source(url: str) -> str:
+    """The CSP source for htmx: that one file (a CSP path), never its whole host; '' for a path on this app."""
+    parts = urlsplit(url)
+    if not parts.netloc:
+        return ""  # 'self' covers it
+    origin = parts.netloc.rpartition("@")[2]
+    if parts.scheme:
+        origin = f"{parts.scheme}://{origin}"
+    # The query is no part of a CSP source; ';' and ',' would end it, so they stay percent-encoded.
+    return origin + quote(parts.path, safe="/%:@!$&'()*+=~")

@@ -1,5 +1,6 @@
 """Configuration: defaults, then the environment, then the mapping a caller (a test) passes."""
 import os
+from datetime import timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -13,6 +14,8 @@ HTMX_SRI = "sha384-2OatzQy1H+Zd/IIrjr1TcuDGqLXeHhbooAyJY1KdQMKnr4LZ22k31GBLdYKHm
 ENV_KEYS = (
     "SECRET_KEY", "DATABASE_URL", "REDIS_URL", "STRIPE_API_BASE", "PUBLIC_BASE_URL",
     "ENCRYPTION_KEY", "HTMX_URL", "PORT", "SMTP_URL", "SMTP_FROM", "METRICS_TOKEN",
+    "TRUSTED_PROXIES", "SESSION_LIFETIME_DAYS",
+    "MAX_CONTENT_LENGTH",
 )
 
 
@@ -34,7 +37,10 @@ def defaults():
         "INSTANCE_PATH": str(INSTANCE),
         "RQ_QUEUE": "default",
         "CONTACTS_PER_PAGE": 50,
-        "LOGIN_RATE_LIMIT": "10 per minute",
+        "LOGIN_RATE_LIMIT": "10 per minute",  # failed logins, per address and per account
+        "TRUSTED_PROXIES": 0,  # reverse proxies in front whose X-Forwarded-* headers are believed
+        "SESSION_LIFETIME_DAYS": 7,  # a login cookie older than this (since the session last changed) is refused
+        "MAX_CONTENT_LENGTH": 1024 * 1024,  # bytes; a larger request body is a 413, read no further
         "STRIPE_MAX_NETWORK_RETRIES": 2,
         "STRIPE_TIMEOUT": 15,
         "SESSION_COOKIE_HTTPONLY": True,
@@ -55,6 +61,12 @@ def from_environment(environ=None):
     found = {k: environ[k] for k in ENV_KEYS if environ.get(k)}
     if "PORT" in found:
         found["PORT"] = int(found["PORT"])
+    if "TRUSTED_PROXIES" in found:
+        found["TRUSTED_PROXIES"] = int(found["TRUSTED_PROXIES"])
+    if "SESSION_LIFETIME_DAYS" in found:
+        found["SESSION_LIFETIME_DAYS"] = float(found["SESSION_LIFETIME_DAYS"])
+    if "MAX_CONTENT_LENGTH" in found:
+        found["MAX_CONTENT_LENGTH"] = int(found["MAX_CONTENT_LENGTH"])
     for name, default in tunables.items():
         if environ.get(name):
             found[name] = _parse_like(environ[name], default)
@@ -74,7 +86,16 @@ def build(overrides=None):
     cfg.update(from_environment())
     cfg.update(overrides or {})
     cfg["SQLALCHEMY_DATABASE_URI"] = _normalise_db_url(cfg["DATABASE_URL"])
+    _session_settings(cfg)
     return cfg
+
+
+def _session_settings(cfg) -> None:
+    """Session lifetime from SESSION_LIFETIME_DAYS; cookies only over HTTPS when PUBLIC_BASE_URL is https."""
+    cfg.setdefault("PERMANENT_SESSION_LIFETIME", timedelta(days=cfg["SESSION_LIFETIME_DAYS"]))
+    https = str(cfg.get("PUBLIC_BASE_URL") or "").lower().startswith("https://")
+    cfg.setdefault("SESSION_COOKIE_SECURE", https)
+    cfg.setdefault("REMEMBER_COOKIE_SECURE", https)
 
 
 def _normalise_db_url(url):

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import redis
 
+from webapp.instance_secrets import private_dir
+
 log = logging.getLogger(__name__)
 
 
@@ -57,6 +59,12 @@ def _detach_but_die_with_parent() -> None:
         pass
 
 
+def _child_setup() -> None:
+    """Runs in the redis-server child: its append-only and dump files are owner-only whatever our umask."""
+    os.umask(0o077)
+    _detach_but_die_with_parent()
+
+
 class RedisServer:
     """One redis-server child process on loopback."""
 
@@ -76,14 +84,14 @@ class RedisServer:
         args = [redis_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--daemonize", "no",
                 "--protected-mode", "yes", "--loglevel", "warning"]
         if self.data_dir:
-            self.data_dir.mkdir(parents=True, exist_ok=True)
+            private_dir(self.data_dir)
             args += ["--dir", str(self.data_dir)]
         if self.persist:
             args += ["--appendonly", "yes", "--save", "60 1"]
         else:
             args += ["--appendonly", "no", "--save", ""]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                     preexec_fn=_detach_but_die_with_parent)
+                                     preexec_fn=_child_setup)
         deadline = time.monotonic() + timeout
         client = redis.Redis(port=self.port, socket_connect_timeout=0.2)
         while time.monotonic() < deadline:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from webapp.config import INSTANCE, ROOT
 from webapp.embedded_redis import RedisServer, free_port, port_is_free
+from webapp.instance_secrets import private_dir
 
 log = logging.getLogger("runner")
 PID_FILE = INSTANCE / "redis.pid"
@@ -45,7 +46,7 @@ def _migrate() -> None:
 def main() -> int:
     """Start everything, print the address, and stop everything on Ctrl-C."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    INSTANCE.mkdir(exist_ok=True)
+    private_dir(INSTANCE)  # database, keys and Redis's files: owner-only, also for a folder made before
     env = dict(os.environ)
     redis_server = None
     children: list[subprocess.Popen] = []

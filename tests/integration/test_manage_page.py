@@ -140,7 +140,7 @@ def test_remove_resource_keeps_data_and_later_deliveries_get_410(auth_client, db
     assert late.status_code == 410
     second_tab = auth_client.post(f"/apps/stripe/resources/{res.id}/remove", htmx=True)
     assert second_tab.status_code == 409 and "already removed" in second_tab.get_data(as_text=True)
-    body = auth_client.get(f"/apps/stripe/accounts/{res.account_id}/resources/new", headers=HX).get_data(as_text=True)
+    body = auth_client.post(f"/apps/stripe/accounts/{res.account_id}/resources/new", htmx=True).get_data(as_text=True)
     assert '<option value="customer"' in body
 
 

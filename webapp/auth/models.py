@@ -20,6 +20,12 @@ class User(UserMixin, db.Model):
     email_lower: Mapped[str] = mapped_column(String(320), unique=True)
     password_hash: Mapped[str] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Part of every session cookie's user id: raising it (logout, a new password) ends every older session.
+    session_version: Mapped[int] = mapped_column(default=0, server_default="0")
+
+    def get_id(self) -> str:
+        """What the session cookie carries: the id and the session version, so older cookies stop working."""
+        return f"{self.id}:{self.session_version}"
 
     def set_password(self, password: str) -> None:
         """Store only a salted hash."""

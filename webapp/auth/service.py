@@ -1,14 +1,18 @@
-"""Creating users and checking credentials."""
+"""Creating users, checking credentials, changing passwords."""
+import secrets
+from functools import cache
 from urllib.parse import urlsplit
 
 from sqlalchemy import exists, select
 from sqlalchemy.exc import IntegrityError
+from werkzeug.security import check_password_hash, generate_password_hash
 
 from webapp.auth.models import User
 from webapp.crm.service import ValidationError, normalise_email
 from webapp.extensions import db
 
 MIN_PASSWORD = 8
+TOO_SHORT = f"Use at least {MIN_PASSWORD} characters."
 
 
 def has_users() -> bool:
@@ -24,7 +28,7 @@ def create_user(email: str | None, password: str | None) -> User:
     except ValidationError as exc:
         errors.update(exc.errors)
     if not password or len(password) < MIN_PASSWORD:
-        errors["password"] = f"Use at least {MIN_PASSWORD} characters."
+        errors["password"] = TOO_SHORT
     if not errors and db.session.scalar(select(User).where(User.email_lower == email.lower())):
         errors["email"] = "A user with this email already exists."
     if errors:
@@ -40,13 +44,42 @@ def create_user(email: str | None, password: str | None) -> User:
     return user
 
 
+def login_key(email: str | None) -> str:
+    """An email as login matches it: what the per-account login limit counts."""
+    return (email or "").strip().lower()
+
+
 def authenticate(email: str | None, password: str | None) -> User | None:
     """Return the user for these credentials, or None without saying which part was wrong."""
-    email = (email or "").strip().lower()
+    email = login_key(email)
     user = db.session.scalar(select(User).where(User.email_lower == email)) if email else None
-    if user is None or not password or not user.check_password(password):
+    if not password:
         return None
-    return user
+    if user is None:
+        # The same hash check as for a real user, so the answer's timing does not tell which emails exist.
+        check_password_hash(_dummy_hash(), password)
+        return None
+    return user if user.check_password(password) else None
+
+
+@cache
+def _dummy_hash() -> str:
+    """A hash of a random password, made as real ones are (same algorithm and cost), once per process."""
+    return generate_password_hash(secrets.token_urlsafe(16))
+
+
+def change_password(user: User, password: str | None) -> None:
+    """Set a new password and end every session the user had (cookies issued before stop working)."""
+    if not password or len(password) < MIN_PASSWORD:
+        raise ValidationError({"password": TOO_SHORT})
+    user.set_password(password)
+    end_sessions(user)
+
+
+def end_sessions(user: User) -> None:
+    """Raise the user's session version and commit: every cookie issued before now opens nothing."""
+    user.session_version = User.session_version + 1  # counted in SQL, so two logouts at once both count
+    db.session.commit()
 
 
 def safe_next(target: str | None) -> str | None:

@@ -18,6 +18,7 @@ from webapp.automations.personalization import TAG_RE
 from webapp.crm.models import ContactField
 from webapp.crm.service import ValidationError, check_field_value, clean_tag_name
 from webapp.extensions import db
+from webapp.numbers import whole_number
 
 ADD_TAG = "add_tag"
 REMOVE_TAG = "remove_tag"
@@ -58,8 +59,7 @@ def updatable_fields() -> list[ContactField]:
 
 def row_id(raw: Any) -> int | None:
     """A posted id as an int, or None when it is not one a database column can hold."""
-    text = "" if raw is None else str(raw).strip()
-    return int(text) if text.isascii() and text.isdigit() and len(text) < 19 else None
+    return whole_number(raw, minimum=0)
 
 
 def _text(raw: Mapping[str, Any], key: str) -> str:

@@ -7,14 +7,15 @@ from webapp.crm.forms import ContactForm, FieldForm, RenameFieldForm, TagForm
 from webapp.crm.models import Contact, ContactField
 from webapp.extensions import db
 from webapp.money import format_amount
+from webapp.numbers import whole_number
 
 bp = Blueprint("crm", __name__)
 
 
 def _int_arg(name, default=None):
-    """Read a positive integer query argument, ignoring junk."""
-    raw = request.args.get(name, "")
-    return int(raw) if raw.isdigit() and int(raw) > 0 else default
+    """A positive id or page number from the query string; junk and crafted numbers give the default."""
+    number = whole_number(request.args.get(name))
+    return default if number is None else number
 
 
 def _is_fragment(target: str) -> bool:
@@ -59,11 +60,12 @@ def _contact_form_page(form, contact, custom_errors, custom_input):
 
 
 def _custom_input() -> dict[int, str]:
-    """Custom values posted as custom_<field id>."""
+    """Custom values posted as custom_<field id>; a name with no valid id is ignored."""
     values = {}
     for key, value in request.form.items():
-        if key.startswith("custom_") and key[7:].isdigit():
-            values[int(key[7:])] = value
+        field_id = whole_number(key[7:]) if key.startswith("custom_") else None
+        if field_id is not None:
+            values[field_id] = value
     return values
 
 

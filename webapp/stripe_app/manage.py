@@ -6,6 +6,7 @@ from flask import abort, flash, make_response, render_template, request, url_for
 
 from webapp.extensions import db
 from webapp.htmx import htmx_redirect, modal
+from webapp.numbers import whole_number
 from webapp.settings.views import public_base_configured, public_base_url
 from webapp.stripe_app.blueprint import bp
 from webapp.stripe_sync import synclog
@@ -46,8 +47,7 @@ def log_context(filters: synclog.LogFilters) -> dict:
 def log_newer():
     """The 2-second poll: rows newer than the last shown, or 204 (one indexed query) when none."""
     filters = synclog.LogFilters.from_args(request.args)
-    after = request.args.get("after", "0")
-    rows = synclog.newer(filters, int(after) if after.isdigit() else 0)
+    rows = synclog.newer(filters, whole_number(request.args.get("after")) or 0)
     if not rows:
         return make_response("", 204)
     return render_template("apps/_sync_log_newer.html", log_rows=rows, filters=filters, poll_after=rows[0].id)
@@ -57,10 +57,10 @@ def log_newer():
 def log_older():
     """"Load older rows": the page before the oldest row shown."""
     filters = synclog.LogFilters.from_args(request.args)
-    before = request.args.get("before", "")
-    if not before.isdigit():
+    before = whole_number(request.args.get("before"), minimum=0)
+    if before is None:
         abort(400)
-    rows = synclog.older(filters, int(before))
+    rows = synclog.older(filters, before)
     return render_template("apps/_sync_log_older.html", log_rows=rows, filters=filters,
                            oldest_id=rows[-1].id if len(rows) == synclog.PAGE_SIZE else None)
 

@@ -6,6 +6,7 @@ from flask_login import current_user
 
 import webapp.apps_registry as apps_registry
 from webapp.htmx import htmx_redirect, modal
+from webapp.numbers import whole_number
 from webapp.settings.views import public_base_configured, public_base_url
 from webapp.stripe_app.blueprint import bp
 from webapp.stripe_sync.connect import flow
@@ -100,9 +101,8 @@ def mapping_row():
     """One mapping row for "Add field mapping"; with part=note, the row's note when its Stripe field changes."""
     metadata_keys = request.args.getlist("meta")
     role = request.args.get("row_role", ROLE_EXTRA)
-    raw_field = request.args.get("crm_field", "")
     row = MappingRow(role if role in ("email", "id", "extra") else ROLE_EXTRA,
-                     request.args.get("stripe_field", ""), int(raw_field) if raw_field.isdigit() else None)
+                     request.args.get("stripe_field", ""), whole_number(request.args.get("crm_field")))
     if row.role == "email":
         row.field_id = flow.email_field_id()
     template = "apps/_mapping_note.html" if request.args.get("part") == "note" else "apps/_mapping_row.html"
@@ -156,9 +156,10 @@ def connect_remove_endpoint(endpoint_id):
                            limit_error=error), (422 if error else 200)
 
 
-@bp.route("/stripe/accounts/<int:account_id>/resources/new")
+@bp.route("/stripe/accounts/<int:account_id>/resources/new", methods=["POST"])
 def connect_new_resource(account_id):
-    """"Connect a new resource" for an account already connected: straight to the resource step."""
+    """"Connect a new resource" for an account already connected: straight to the resource step (a POST, since
+    it stores a draft and calls Stripe; a GET is a 405)."""
     account = flow.connected_account(account_id)
     if account is None:
         abort(404)

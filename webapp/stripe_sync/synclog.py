@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, insert, select
 
 from webapp.extensions import db
+from webapp.numbers import whole_number
 from webapp.stripe_sync.models import (
     COUNTER_SHARDS, OUTCOME_CREATED, OUTCOME_FAILED, OUTCOME_SKIPPED, OUTCOME_UPDATED, OUTCOMES, EventRef,
     ResourceCounter, StripeEvent, SyncLog,
@@ -18,12 +19,6 @@ from webapp.upsert import dialect_insert
 
 PAGE_SIZE = 50
 NEWER_LIMIT = 200
-
-
-def _positive_int(raw) -> int | None:
-    """A positive integer from a query string, or None."""
-    raw = str(raw or "")
-    return int(raw) if raw.isdigit() and int(raw) > 0 else None
 
 
 @dataclass(frozen=True)
@@ -40,7 +35,7 @@ class LogFilters:
         """Parse and sanitise query arguments."""
         outcome = args.get("outcome") or None
         event_type = (args.get("event_type") or "").strip()[:100] or None
-        return cls(account_id=_positive_int(args.get("account")), resource_id=_positive_int(args.get("resource")),
+        return cls(account_id=whole_number(args.get("account")), resource_id=whole_number(args.get("resource")),
                    outcome=outcome if outcome in OUTCOMES else None, event_type=event_type)
 
     def as_args(self) -> dict:

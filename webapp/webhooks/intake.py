@@ -12,6 +12,9 @@ Decisions:
   fails against cached secrets is checked once more against fresh ones, so a rotation is seen at
   once. Disconnecting takes effect within the cache lifetime.
 - Only the event id, type and a token prefix are logged: never the secret, never the payload.
+- The fast lane asks `endpoint(token)` before reading the body, then hands `deliver` at most
+  MAX_CONTENT_LENGTH bytes. JSON nested past what the parser takes is a 400 like any non-event; a
+  payload spelling NUL (\\u0000) is stored re-serialised without it (stripe_sync/nul.py).
 """
 import json
 import logging
@@ -33,6 +36,7 @@ from webapp.stripe_sync.models import (
     ACCOUNT_DISCONNECTED, EVENT_IGNORED, EVENT_QUEUED, EVENT_RECEIVED, OUTCOME_IGNORED,
     RESOURCE_DISCONNECTED, StripeEvent, StripeResource, SyncLog,
 )
+from webapp.stripe_sync.nul import JSON_NUL, without_nul
 from webapp.tunables import setting
 from webapp.timeutil import utcnow
 
@@ -175,6 +179,8 @@ def parse_event(text: str) -> dict:
     """The envelope fields intake relies on, or NotAnEvent."""
     try:
         event = json.loads(text)
+    except RecursionError:
+        raise NotAnEvent("JSON nested too deep") from None
     except ValueError:
         raise NotAnEvent("body is not JSON") from None
     if not isinstance(event, dict):
@@ -192,13 +198,33 @@ def parse_event(text: str) -> dict:
     return event
 
 
+def _without_nul(text: str) -> str:
+    """The payload to store: as delivered, byte for byte, unless it holds a NUL character (JSON text can
+    only spell one as the escape \\u0000), which no database column may hold; then it is re-serialised
+    with NUL dropped from every string, so the stored event and all that is read from it have none."""
+    if JSON_NUL not in text:
+        return text
+    try:
+        event = json.loads(text)
+        cleaned = without_nul(event)
+        if cleaned == event:  # the escape was text (an escaped backslash before "u0000"), not a NUL
+            return text
+    except ValueError:
+        return text  # not JSON: parse_event says so
+    except RecursionError:
+        raise NotAnEvent("JSON nested too deep") from None
+    log.info("NUL characters dropped from a Stripe event before storing it")
+    return json.dumps(cleaned, separators=(",", ":"), ensure_ascii=False)
+
+
 def _short(token: str) -> str:
     """Enough of the URL token to tell resources apart in a log, not enough to post to it."""
     return token[:6] + "…"
 
 
-def receive(token: str, body: bytes, signature: str | None) -> Reply:
-    """Verify, record and enqueue one delivery; the reply is what Stripe sees."""
+def endpoint(token: str) -> ResourceInfo | Reply:
+    """The resource a delivery is for, or the reply refusing it (unknown, disconnected): the fast lane
+    asks before it reads the body, so a delivery to no endpoint costs no read at all."""
     if not token or len(token) > MAX_TOKEN_LENGTH:
         log.warning("Webhook for a malformed token rejected")
         return Reply(404, {"error": "unknown webhook endpoint"})
@@ -212,6 +238,12 @@ def receive(token: str, body: bytes, signature: str | None) -> Reply:
         if info is None or info.closed:
             log.warning("Webhook for disconnected resource %s rejected", info.id if info else _short(token))
             return Reply(410, {"error": "this resource is disconnected"})
+    return info
+
+
+def deliver(token: str, info: ResourceInfo, body: bytes, signature: str | None) -> Reply:
+    """Verify, record and enqueue one delivery to the endpoint `endpoint(token)` found; the reply is what
+    Stripe sees."""
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
@@ -231,6 +263,7 @@ def receive(token: str, body: bytes, signature: str | None) -> Reply:
         log.warning("Webhook for resource %s rejected: %s", info.id, exc)
         return Reply(400, {"error": f"signature verification failed: {exc}"})
     try:
+        text = _without_nul(text)
         event = parse_event(text)
     except NotAnEvent as exc:
         log.warning("Webhook for resource %s rejected: %s", info.id, exc)

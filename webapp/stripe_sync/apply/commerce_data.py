@@ -14,6 +14,8 @@ Shape notes (see shared/stripe-events/README.md):
   and taxes are not applied: this is the list price per interval.
 - Charges lost their `invoice` field in 2025-03-31.basil; it is read when present (older shapes)
   and None otherwise. A refund is matched to an order through `payment_intent`.
+- Every string of what is extracted has its NUL characters dropped (stripe_sync/nul.py): product
+  names and metadata are free text, and PostgreSQL text cannot hold NUL.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from webapp.stripe_sync.events import map_subscription_status
+from webapp.stripe_sync.nul import without_nul
 
 logger = logging.getLogger(__name__)
 
@@ -113,7 +116,7 @@ def order_from_checkout_session(session: Mapping[str, Any] | Any) -> dict[str, A
         description = ", ".join(str(p["name"]) for p in products)
     else:
         description = f"Stripe Checkout ({mode})" if mode else "Stripe Checkout"
-    return {
+    return without_nul({
         "external_id": session.get("id"),
         "amount_total": session.get("amount_total"),
         "amount_subtotal": session.get("amount_subtotal"),
@@ -129,7 +132,7 @@ def order_from_checkout_session(session: Mapping[str, Any] | Any) -> dict[str, A
         "description": description,
         "products": products,
         "metadata": metadata,
-    }
+    })
 
 
 def _price_of(item: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -190,7 +193,7 @@ def recurring_payment_from_subscription(sub: Mapping[str, Any] | Any) -> dict[st
     ]
     raw_status = sub.get("status")
     cancellation = _as_mapping(sub.get("cancellation_details"))
-    return {
+    return without_nul({
         "external_id": sub.get("id"),
         "customer_id": _id_of(sub.get("customer")),
         "status": map_subscription_status(raw_status),
@@ -214,7 +217,7 @@ def recurring_payment_from_subscription(sub: Mapping[str, Any] | Any) -> dict[st
         "created": sub.get("created"),
         "products": products,
         "metadata": dict(_as_mapping(sub.get("metadata"))),
-    }
+    })
 
 
 def refund_from_charge(charge: Mapping[str, Any] | Any) -> dict[str, Any]:
@@ -223,7 +226,7 @@ def refund_from_charge(charge: Mapping[str, Any] | Any) -> dict[str, Any]:
     amount = charge.get("amount")
     amount_refunded = charge.get("amount_refunded") or 0
     refunded = bool(charge.get("refunded"))
-    return {
+    return without_nul({
         "charge_id": charge.get("id"),
         "payment_intent": _id_of(charge.get("payment_intent")),
         "invoice": _id_of(charge.get("invoice")),
@@ -234,4 +237,4 @@ def refund_from_charge(charge: Mapping[str, Any] | Any) -> dict[str, Any]:
         "refunded": refunded,
         "partial": not refunded and amount_refunded > 0,
         "created": charge.get("created"),
-    }
+    })

@@ -16,7 +16,8 @@ as a whole (the customer's if any part is set, otherwise the object's) so two ad
 spliced together. `description` and `metadata` come from the customer only: an object's own
 description and metadata describe the payment, not the person. `id` is the Stripe customer id
 whenever the object names one, even if the fetch found nothing. Values are kept verbatim (HTML in a
-name stays text; escaping is the template's job); strings are stripped and empty ones become None.
+name stays text; escaping is the template's job); strings are stripped and empty ones become None,
+and NUL characters are dropped (stripe_sync/nul.py).
 
 Fetching a linked Customer (`customer_fetcher`), layers of retry, innermost first:
 1. the SDK (`max_network_retries`) retries connection errors, 5xx, 409 and any 429 that carries
@@ -42,6 +43,7 @@ from flask import current_app
 
 from webapp.stripe_sync.client import client_for_account
 from webapp.stripe_sync.events import resource_for_event
+from webapp.stripe_sync.nul import without_nul
 from webapp.tunables import setting
 
 logger = logging.getLogger(__name__)
@@ -103,10 +105,11 @@ def _as_mapping(value: Any) -> Mapping[str, Any] | None:
 
 
 def _clean(value: Any) -> str | None:
-    """Stripe sends "" and None interchangeably for "not set"; the CRM wants one spelling."""
+    """Stripe sends "" and None interchangeably for "not set"; the CRM wants one spelling (and no NUL,
+    which PostgreSQL text cannot hold)."""
     if value is None:
         return None
-    text = str(value).strip()
+    text = without_nul(str(value)).strip()
     return text or None
 
 
@@ -122,9 +125,9 @@ def _has_address(address: Mapping[str, str | None]) -> bool:
 
 
 def _metadata(raw: Any) -> dict[str, str]:
-    """Metadata values are strings in Stripe; coerce defensively and drop nothing."""
+    """Metadata values are strings in Stripe; coerce defensively and drop nothing but NUL characters."""
     raw = _as_mapping(raw) or {}
-    return {str(k): "" if v is None else str(v) for k, v in raw.items()}
+    return {without_nul(str(k)): "" if v is None else without_nul(str(v)) for k, v in raw.items()}
 
 
 def _own_data(kind: str | None, obj: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:

@@ -1,6 +1,7 @@
 """Field-mapping rows: parse them from a form, validate them, store them on a resource."""
 from dataclasses import dataclass, field as dc_field
 
+from webapp.numbers import whole_number
 from webapp.stripe_sync.connect.fields import (
     is_known_key, label_for, metadata_key, misfit_reason, stripe_field_choices, value_fits,
 )
@@ -10,6 +11,10 @@ ROLE_ID = "id"        # row 2: Stripe ID → a CRM field of the user's choice (o
 ROLE_EXTRA = "extra"  # rows added with "Add field mapping"
 NAME_KEY = "name"
 NAME_SPLIT_TARGETS = ("first_name", "last_name")
+# Stripe offers 11 customer fields and at most 50 metadata keys, and each row fills its own CRM field:
+# 100 rows is more than any real mapping, and a form of thousands is refused without being rendered.
+MAX_MAPPING_ROWS = 100
+TOO_MANY_ROWS = f"At most {MAX_MAPPING_ROWS} field mappings per resource; remove some rows."
 
 
 @dataclass
@@ -47,7 +52,7 @@ def default_rows(email_field_id: int) -> list[MappingRow]:
 
 def rows_from_form(form, email_field_id: int) -> list[MappingRow]:
     """Rebuild rows from parallel lists row_role / stripe_field / crm_field, keeping what was chosen."""
-    roles = form.getlist("row_role")
+    roles = form.getlist("row_role")[:MAX_MAPPING_ROWS + 1]  # one past the cap, for validate() to refuse
     stripe_fields = form.getlist("stripe_field")
     crm_fields = form.getlist("crm_field")
     rows = []
@@ -55,7 +60,7 @@ def rows_from_form(form, email_field_id: int) -> list[MappingRow]:
         role = role if role in (ROLE_EMAIL, ROLE_ID, ROLE_EXTRA) else ROLE_EXTRA
         stripe_key = (stripe_fields[i] if i < len(stripe_fields) else "").strip()
         raw_field = (crm_fields[i] if i < len(crm_fields) else "").strip()
-        field_id = int(raw_field) if raw_field.isdigit() else None
+        field_id = whole_number(raw_field)
         if role == ROLE_EMAIL:
             field_id = email_field_id
         if role == ROLE_ID:
@@ -80,6 +85,9 @@ def rows_from_mappings(mappings, email_field_id: int) -> list[MappingRow]:
 def validate(rows: list[MappingRow], fields_by_id: dict, metadata_keys=()) -> MappingResult:
     """Check every rule the mapping step promises, marking the row that breaks it."""
     result = MappingResult(rows=rows)
+    if len(rows) > MAX_MAPPING_ROWS:
+        result.general.append(TOO_MANY_ROWS)
+        return result
     known_meta = set(metadata_keys)
     email_rows = [r for r in rows if r.role == ROLE_EMAIL]
     if not email_rows or not email_rows[0].stripe_field:

@@ -33,6 +33,7 @@ from webapp.stripe_sync.models import (
     BACKFILL_ACTIVE, EVENT_QUEUED, OUTCOME_CREATED, OUTCOME_FAILED, OUTCOME_IGNORED, OUTCOME_SKIPPED,
     OUTCOME_UPDATED, Backfill, EventRef, StripeEvent,
 )
+from webapp.stripe_sync.nul import JSON_NUL, without_nul
 from webapp.timeutil import utcnow
 from webapp.upsert import dialect_insert
 
@@ -96,13 +97,16 @@ def historical_event_id(kind: str, object_id: str) -> str:
 
 
 def envelope(record: Record, livemode: bool) -> str:
-    """A real-shaped Event around the object, so the log's detail view and a retry read it like a webhook."""
-    return json.dumps({
+    """A real-shaped Event around the object, so the log's detail view and a retry read it like a webhook;
+    without NUL characters (JSON spells them \\u0000), as intake stores a delivered event."""
+    event = {
         "id": record.event_id, "object": "event", "api_version": STRIPE_API_VERSION,
         "created": int(record.obj.get("created") or 0), "data": {"object": record.obj},
         "livemode": livemode, "pending_webhooks": 0, "request": {"id": None, "idempotency_key": None},
         "type": record.event_type, "historical": True,
-    }, separators=(",", ":"), ensure_ascii=False)
+    }
+    text = json.dumps(event, separators=(",", ":"), ensure_ascii=False)
+    return json.dumps(without_nul(event), separators=(",", ":"), ensure_ascii=False) if JSON_NUL in text else text
 
 
 def write_page(run: Run, records: list[Record]) -> PageResult:
