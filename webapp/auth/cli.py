@@ -1,12 +1,8 @@
 """`flask --app app create-user EMAIL --password PASSWORD` and `flask --app app set-password EMAIL`."""
 import click
 from flask.cli import with_appcontext
-from sqlalchemy import select
-
-from webapp.auth.models import User
-from webapp.auth.service import change_password, create_user, login_key
+from webapp.auth.service import change_password, create_user, user_by_email
 from webapp.crm.service import ValidationError
-from webapp.extensions import db
 
 
 @click.command("create-user")
@@ -28,7 +24,7 @@ def create_user_command(email, password):
 @with_appcontext
 def set_password_command(email, password):
     """Give a user a new password (a forgotten or leaked one); every session they had ends."""
-    user = db.session.scalar(select(User).where(User.email_lower == login_key(email)))
+    user = user_by_email(email)
     if user is None:
         raise click.ClickException(f"No user with the email {email}.")
     try:

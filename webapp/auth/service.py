@@ -29,7 +29,7 @@ def create_user(email: str | None, password: str | None) -> User:
         errors.update(exc.errors)
     if not password or len(password) < MIN_PASSWORD:
         errors["password"] = TOO_SHORT
-    if not errors and db.session.scalar(select(User).where(User.email_lower == email.lower())):
+    if not errors and user_by_email(email) is not None:
         errors["email"] = "A user with this email already exists."
     if errors:
         raise ValidationError(errors)
@@ -49,10 +49,15 @@ def login_key(email: str | None) -> str:
     return (email or "").strip().lower()
 
 
+def user_by_email(email: str | None) -> User | None:
+    """The account an email names, matched as login matches it."""
+    key = login_key(email)
+    return db.session.scalar(select(User).where(User.email_lower == key)) if key else None
+
+
 def authenticate(email: str | None, password: str | None) -> User | None:
     """Return the user for these credentials, or None without saying which part was wrong."""
-    email = login_key(email)
-    user = db.session.scalar(select(User).where(User.email_lower == email)) if email else None
+    user = user_by_email(email)
     if not password:
         return None
     if user is None:

@@ -36,7 +36,7 @@ from webapp.stripe_sync.models import (
     ACCOUNT_DISCONNECTED, EVENT_IGNORED, EVENT_QUEUED, EVENT_RECEIVED, OUTCOME_IGNORED,
     RESOURCE_DISCONNECTED, StripeEvent, StripeResource, SyncLog,
 )
-from webapp.stripe_sync.nul import JSON_NUL, without_nul
+from webapp.stripe_sync.nul import json_text_without_nul
 from webapp.tunables import setting
 from webapp.timeutil import utcnow
 
@@ -199,22 +199,17 @@ def parse_event(text: str) -> dict:
 
 
 def _without_nul(text: str) -> str:
-    """The payload to store: as delivered, byte for byte, unless it holds a NUL character (JSON text can
-    only spell one as the escape \\u0000), which no database column may hold; then it is re-serialised
-    with NUL dropped from every string, so the stored event and all that is read from it have none."""
-    if JSON_NUL not in text:
-        return text
+    """The payload to store: as delivered, byte for byte, unless it holds a NUL character, which no
+    database column may hold; then without it, so the stored event and all read from it have none."""
     try:
-        event = json.loads(text)
-        cleaned = without_nul(event)
-        if cleaned == event:  # the escape was text (an escaped backslash before "u0000"), not a NUL
-            return text
+        cleaned = json_text_without_nul(text)
     except ValueError:
         return text  # not JSON: parse_event says so
     except RecursionError:
         raise NotAnEvent("JSON nested too deep") from None
-    log.info("NUL characters dropped from a Stripe event before storing it")
-    return json.dumps(cleaned, separators=(",", ":"), ensure_ascii=False)
+    if cleaned is not text:
+        log.info("NUL characters dropped from a Stripe event before storing it")
+    return cleaned
 
 
 def _short(token: str) -> str:

@@ -33,7 +33,7 @@ from webapp.stripe_sync.models import (
     BACKFILL_ACTIVE, EVENT_QUEUED, OUTCOME_CREATED, OUTCOME_FAILED, OUTCOME_IGNORED, OUTCOME_SKIPPED,
     OUTCOME_UPDATED, Backfill, EventRef, StripeEvent,
 )
-from webapp.stripe_sync.nul import JSON_NUL, without_nul
+from webapp.stripe_sync.nul import json_text_without_nul
 from webapp.timeutil import utcnow
 from webapp.upsert import dialect_insert
 
@@ -105,8 +105,7 @@ def envelope(record: Record, livemode: bool) -> str:
         "livemode": livemode, "pending_webhooks": 0, "request": {"id": None, "idempotency_key": None},
         "type": record.event_type, "historical": True,
     }
-    text = json.dumps(event, separators=(",", ":"), ensure_ascii=False)
-    return json.dumps(without_nul(event), separators=(",", ":"), ensure_ascii=False) if JSON_NUL in text else text
+    return json_text_without_nul(json.dumps(event, separators=(",", ":"), ensure_ascii=False))
 
 
 def write_page(run: Run, records: list[Record]) -> PageResult:
