@@ -68,11 +68,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--customers", type=int, default=0, help="extra generated demo customers")
     parser.add_argument("--allow-local-urls", action="store_true",
                         help="accept localhost/private webhook URLs (real Stripe refuses them)")
+    parser.add_argument("--latency", type=float, default=0.0,
+                        help="seconds every API request waits before it is answered (real Stripe: ~0.3)")
+    parser.add_argument("--rate-limit", type=float, default=None,
+                        help="API requests per second before a 429 rate_limit (Stripe: 100 live, 25 test); "
+                             "off by default")
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     double = StripeDouble(seed=args.seed, allow_local_urls=args.allow_local_urls, host=args.host, port=args.port)
+    double.set_latency(args.latency)
+    double.set_rate_limit(args.rate_limit)
     double.start()
     log.info("Stripe double serving at %s (control endpoints under %s/_double/)", double.url, double.url)
     if args.seed_demo:

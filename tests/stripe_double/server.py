@@ -38,7 +38,30 @@ from .store import Collection
 
 log = logging.getLogger(__name__)
 
-RequestRecord = namedtuple("RequestRecord", "method path key_prefix params")
+
+class _LazyCustomerWithMetadata(LazyCustomer):
+    """A generated customer that also carries metadata (benchmarks map `metadata.plan`)."""
+
+    __slots__ = ("metadata",)
+
+    def __init__(self, *args: Any, metadata: dict) -> None:
+        super().__init__(*args)
+        self.metadata = metadata
+
+    def get(self, key: str, default: Any = None) -> Any:
+        if key == "metadata":
+            return dict(self.metadata)
+        return getattr(self, key, default) if key in LazyCustomer.__slots__ else self.render().get(key, default)
+
+    def render(self) -> dict:
+        obj = super().render()
+        obj["metadata"] = dict(self.metadata)
+        return obj
+
+
+# `at` is the wall-clock time (time.time()) the request reached the double, before any simulated
+# latency; `status` is the HTTP status the double answered (None while the request is in flight).
+RequestRecord = namedtuple("RequestRecord", "method path key_prefix params at status", defaults=(None, None))
 
 MAX_WEBHOOK_ENDPOINTS = 16
 STORABLE_KINDS = ("customers", "charges", "subscriptions", "invoices", "checkout_sessions")
@@ -384,8 +407,14 @@ class StripeDouble:
             return copy.deepcopy(obj)
 
     def generate_customers(self, account_id: str, n: int, start_created: int | None = None,
-                           livemode: bool | None = None) -> int:
-        """Bulk-add n customers (customer{i}@example.test, created start_created + i) cheaply in memory."""
+                           livemode: bool | None = None, *, id_prefix: str | None = None,
+                           metadata: dict | None = None) -> int:
+        """Bulk-add n customers (customer{i}@example.test, "Customer {i}", created start_created + i)
+        cheaply in memory; i counts on from the customers already in that mode.
+
+        id_prefix: ids become f"{id_prefix}{i:06d}" (predictable, so events can name them) instead of
+        random cus_ ids. metadata: stored on each customer, each value formatted with `i`
+        (e.g. {"plan": "plan-{i}"})."""
         with self._lock:
             account = self._account(account_id)
             mode = self._mode(account, livemode)
@@ -393,12 +422,17 @@ class StripeDouble:
             base = int(start_created if start_created is not None else time.time() - n)
             offset = len(coll)
             token, prefix = self._ids.token, self._ids.hex_upper
+            meta = {str(k): str(v) for k, v in (metadata or {}).items()}
             records = []
             for i in range(offset, offset + n):
-                cid = "cus_" + token(14)
+                cid = f"{id_prefix}{i:06d}" if id_prefix else "cus_" + token(14)
                 created = base + (i - offset)
-                records.append((cid, created, LazyCustomer(cid, created, f"customer{i}@example.test",
-                                                           f"Customer {i}", mode, prefix(8))))
+                args = (cid, created, f"customer{i}@example.test", f"Customer {i}", mode, prefix(8))
+                if meta:
+                    obj = _LazyCustomerWithMetadata(*args, metadata={k: v.format(i=i) for k, v in meta.items()})
+                else:
+                    obj = LazyCustomer(*args)
+                records.append((cid, created, obj))
             coll.bulk_put(records)
             return n
 
@@ -486,13 +520,43 @@ class StripeDouble:
 
     @property
     def requests(self) -> list[RequestRecord]:
-        """Every API request seen: (method, path, key prefix such as 'sk_test_', decoded params)."""
+        """Every API request seen: (method, path, key prefix such as 'sk_test_', decoded params, `at` the
+        time.time() it reached the double before any simulated latency, `status` the HTTP status answered)."""
         with self._lock:
             return list(self._requests)
 
     def clear_requests(self) -> None:
         with self._lock:
             self._requests.clear()
+
+    def _matching(self, path_prefix: str | None) -> list[RequestRecord]:
+        with self._lock:
+            records = list(self._requests)
+        if path_prefix:
+            records = [r for r in records if r.path.startswith(path_prefix)]
+        return records
+
+    def max_per_second(self, path_prefix: str | None = None, window: float = 1.0) -> int:
+        """The most API requests (whose path starts with path_prefix, if given) that reached the double
+        within any sliding window of `window` seconds, by their arrival time `at` (before the simulated
+        latency). Windows are half-open, [t, t + window); answered-429 requests count too."""
+        if window <= 0:
+            raise ValueError("window must be positive")
+        times = sorted(r.at for r in self._matching(path_prefix) if r.at is not None)
+        best = start = 0
+        for end, t in enumerate(times):
+            while t - times[start] >= window:
+                start += 1
+            best = max(best, end - start + 1)
+        return best
+
+    def stats(self, path_prefix: str | None = None, window: float = 1.0) -> dict:
+        """{"requests", "max_per_second", "rate_limited"} over API requests whose path starts with
+        path_prefix (all when None); rate_limited counts the 429s the double answered (its rate limit
+        and injected 429s alike)."""
+        records = self._matching(path_prefix)
+        return {"requests": len(records), "max_per_second": self.max_per_second(path_prefix, window),
+                "rate_limited": sum(1 for r in records if r.status == 429)}
 
     # ------------------------------------------------------------------ webhooks out
 
@@ -578,6 +642,19 @@ class StripeDouble:
         return resp
 
     def _api(self, request: Request) -> Response:
+        arrived = time.time()
+        record: list[RequestRecord] = []  # the record this request appended, to stamp its status on
+        response = self._api_response(request, arrived, record)
+        if record:
+            with self._lock:
+                # The list may have been cleared meanwhile; only stamp our own record where it still is.
+                for i in range(len(self._requests) - 1, -1, -1):
+                    if self._requests[i] is record[0]:
+                        self._requests[i] = record[0]._replace(status=response.status_code)
+                        break
+        return response
+
+    def _api_response(self, request: Request, arrived: float, record: list) -> Response:
         with self._lock:
             request_id = self._ids.request()
         if self._latency:
@@ -598,10 +675,12 @@ class StripeDouble:
                     params = decode(request.get_data())
             except FormError as exc:
                 with self._lock:
-                    self._requests.append(RequestRecord(method, request.path, key_prefix, {}))
+                    record.append(RequestRecord(method, request.path, key_prefix, {}, arrived))
+                    self._requests.append(record[0])
                 raise StripeError(400, str(exc), param=exc.param) from None
             with self._lock:
-                self._requests.append(RequestRecord(method, request.path, key_prefix, params))
+                record.append(RequestRecord(method, request.path, key_prefix, params, arrived))
+                self._requests.append(record[0])
                 self._injected_failure(request.path)
                 if self._bucket is not None and not self._bucket.take():
                     raise errors.rate_limited()
@@ -1126,6 +1205,8 @@ class StripeDouble:
             return {"ok": True}
         if method == "GET" and parts == ["requests"]:
             return {"data": [r._asdict() for r in self.requests]}
+        if method == "GET" and parts == ["stats"]:
+            return self.stats(request.args.get("path_prefix") or None, float(request.args.get("window", 1.0)))
         if method == "GET" and parts == ["deliveries"]:
             with self._lock:
                 return {"data": list(self.deliveries)}
@@ -1140,7 +1221,8 @@ class StripeDouble:
                 return self.add_customer(account_id, **body)
             if method == "POST" and rest == ["customers", "generate"]:
                 return {"generated": self.generate_customers(account_id, int(body["n"]), body.get("start_created"),
-                                                             livemode)}
+                                                             livemode, id_prefix=body.get("id_prefix"),
+                                                             metadata=body.get("metadata"))}
             if method == "POST" and len(rest) == 2 and rest[0] == "objects":
                 # Either the object itself, or {"object": {...}, "line_items": [...]} for checkout sessions.
                 if isinstance(body.get("object"), dict):

@@ -401,3 +401,73 @@ def test_hundred_thousand_customers_list_newest_first(double, account, sc):
     page = sc.v1.customers.list(params={"limit": 100})
     deep = sc.v1.customers.list(params={"limit": 100, "starting_after": page.data[-1].id})
     assert page.data[0].email == "customer99999@example.test" and deep.data[0].email == "customer99899@example.test"
+
+
+def test_max_per_second_over_a_known_sequence(double):
+    """Sliding windows are half-open, [t, t + window), over the time each request reached the double."""
+    from tests.stripe_double import RequestRecord
+
+    times = [100.0, 100.2, 100.4, 100.99, 101.0, 101.5, 103.0, 103.1]
+    paths = ["/v1/customers/cus_1", "/v1/customers/cus_2", "/v1/account", "/v1/customers/cus_3",
+             "/v1/customers/cus_4", "/v1/customers/cus_5", "/v1/customers/cus_6", "/v1/account"]
+    with double._lock:
+        double._requests.extend(RequestRecord("GET", p, "sk_test_", {}, t, 200) for p, t in zip(paths, times))
+    assert double.max_per_second() == 4  # 100.0 .. 100.99 (101.0 starts the next window)
+    assert double.max_per_second("/v1/customers") == 3  # 100.0, 100.2, 100.99
+    assert double.max_per_second("/v1/account") == 1
+    assert double.max_per_second(window=2.0) == 6  # 100.0 .. 101.5
+    assert double.max_per_second(window=0.25) == 2
+    assert double.max_per_second("/v1/charges") == 0
+    double.clear_requests()
+    assert double.max_per_second() == 0
+
+
+def test_records_carry_arrival_time_and_status(double, account, sc):
+    double.set_latency(0.2)
+    before = time.time()
+    sc.v1.customers.list()
+    after = time.time()
+    (record,) = double.requests
+    assert before <= record.at <= after - 0.2  # stamped on arrival, before the simulated latency
+    assert record.status == 200
+    double.set_latency(0)
+    with pytest.raises(stripe.InvalidRequestError):
+        sc.v1.customers.retrieve("cus_missing")
+    assert double.requests[-1].status == 404
+
+
+def test_stats_endpoint_counts_requests_rate_and_429s(double):
+    base = double.url + "/_double"
+    made = requests.post(base + "/accounts", json={"email": "live@example.test", "livemode": True}).json()
+    acct, key = made["account"]["id"], made["secret_key"]
+    assert key.startswith("sk_live_")
+    generated = requests.post(f"{base}/accounts/{acct}/customers/generate",
+                              json={"n": 5, "id_prefix": "cus_bench_", "metadata": {"plan": "plan-{i}"}})
+    assert generated.json() == {"generated": 5}
+    assert requests.post(base + "/latency", json={"seconds": 0.05}).json() == {"ok": True}
+    assert requests.post(base + "/rate_limit", json={"per_second": 3}).json() == {"ok": True}
+    sc = stripe.StripeClient(key, base_addresses={"api": double.url}, max_network_retries=0)
+    customer = sc.v1.customers.retrieve("cus_bench_000002")
+    assert customer.livemode is True and customer.email == "customer2@example.test"
+    assert customer.metadata.to_dict() == {"plan": "plan-2"}
+    statuses = []
+    for i in range(6):
+        try:
+            sc.v1.customers.retrieve(f"cus_bench_00000{i % 5}")
+            statuses.append(200)
+        except stripe.RateLimitError:
+            statuses.append(429)
+    time.sleep(1.1)  # refill the bucket
+    sc.v1.accounts.retrieve_current()
+    limited = statuses.count(429)
+    assert limited >= 1
+    stats = requests.get(base + "/stats", params={"path_prefix": "/v1/customers"}).json()
+    assert stats == {"requests": 7, "max_per_second": double.max_per_second("/v1/customers"),
+                     "rate_limited": limited}
+    assert stats["max_per_second"] >= 3
+    everything = requests.get(base + "/stats").json()
+    assert everything["requests"] == 8 and everything["rate_limited"] == limited
+    # The test-mode side of the account has none of the live customers.
+    test_key = requests.post(f"{base}/accounts/{acct}/secret_keys", json={"livemode": False}).json()["key"]
+    with pytest.raises(stripe.InvalidRequestError):
+        stripe.StripeClient(test_key, base_addresses={"api": double.url}).v1.customers.retrieve("cus_bench_000002")
