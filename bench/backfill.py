@@ -36,7 +36,7 @@ from webapp.embedded_redis import RedisServer, free_port  # noqa: E402
 log = logging.getLogger("bench.backfill")
 ACCOUNT_ID = "acct_1BenchBackfill"
 ENCRYPTION_KEY = "MDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDA="
-WORKER_CONFIG = {"BACKFILL_MAX_RPS_TEST": 0, "BACKFILL_MAX_RPS_LIVE": 0}
+WORKER_CONFIG = {"STRIPE_BUDGET_TEST": 0, "STRIPE_BUDGET_LIVE": 0}
 
 
 def start_double(port: int) -> subprocess.Popen:

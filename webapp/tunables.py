@@ -20,10 +20,23 @@ Webhook intake and event processing:
 - STRIPE_RATE_LIMIT_RETRIES / STRIPE_RATE_LIMIT_BACKOFF: in-job retries of a plain 429 (which the
   SDK does not retry itself), with exponential backoff from this many seconds.
 
+Stripe requests (customer retrieves for events, the import's list pages):
+- STRIPE_BUDGET_LIVE / STRIPE_BUDGET_TEST: requests per second per Stripe account and mode, shared
+  by every worker and job through Redis (stripe_sync/budget.py). Stripe allows 100 (live) and 25
+  (test); the defaults take 80%, leaving the rest for the account's other users. 0 turns it off.
+- STRIPE_BUDGET_BURST: seconds' worth of the budget that may go at once after a quiet spell (0.1:
+  8 requests live, 2 test), so rate + burst stays under Stripe's limit.
+- STRIPE_FETCH_CONCURRENCY: customer retrieves one worker process keeps in flight at once. With
+  Stripe answering in ~300 ms, 80 requests/s needs about 24 in flight; 32 leaves room for slow ones.
+- STRIPE_CUSTOMER_FRESH_SECONDS: how long a remembered Stripe customer (apply/customer_store.py) is
+  used instead of retrieving it again. One payment brings several events (invoice, charge,
+  subscription) within seconds to minutes, so 300 s resolves them all with one retrieve, while a
+  change made in Stripe reaches the next events at most five minutes later (at once when the
+  Customer resource is connected: its customer.updated events replace the remembered record).
+
 Historical import:
-- BACKFILL_MAX_RPS_TEST / BACKFILL_MAX_RPS_LIVE: list requests per second per Stripe account, shared
-  by every import of that account (Stripe allows 25 reads/s in test mode and 100 in live mode; the
-  rest is left for webhook processing). 0 turns the limiter off.
+- List requests draw from the account's request budget (STRIPE_BUDGET_*), shared with webhook
+  processing.
 - BACKFILL_BACKOFF_BASE / BACKFILL_BACKOFF_MAX: jittered exponential backoff after a 429 or a
   transient error, in seconds; Stripe's Retry-After, when sent, is the floor.
 - BACKFILL_RATE_LIMIT_RETRIES: consecutive 429s on one request before the import fails (it can be
@@ -33,7 +46,6 @@ Historical import:
 - BACKFILL_JOB_TIMEOUT: RQ's timeout for one slice (a slice plus the longest backoff fits easily).
 - BACKFILL_MAX_LOST: how often the sweep requeues an import whose worker died without a page being
   saved in between, before it gives up and marks the import failed.
-- BACKFILL_CUSTOMER_CACHE: linked customers remembered per job when the list could not expand them.
 
 Automations and email:
 - AUTOMATION_RETRY_INTERVALS: seconds before each retry of a failed run or entry job.
@@ -61,8 +73,11 @@ DEFAULTS = {
     "WEBHOOK_TOLERANCE": 300,
     "STRIPE_RATE_LIMIT_RETRIES": 3,
     "STRIPE_RATE_LIMIT_BACKOFF": 0.5,
-    "BACKFILL_MAX_RPS_TEST": 20,
-    "BACKFILL_MAX_RPS_LIVE": 80,
+    "STRIPE_BUDGET_LIVE": 80,
+    "STRIPE_BUDGET_TEST": 20,
+    "STRIPE_BUDGET_BURST": 0.1,
+    "STRIPE_FETCH_CONCURRENCY": 32,
+    "STRIPE_CUSTOMER_FRESH_SECONDS": 300,
     "BACKFILL_BACKOFF_BASE": 1.0,
     "BACKFILL_BACKOFF_MAX": 60.0,
     "BACKFILL_RATE_LIMIT_RETRIES": 10,
@@ -70,7 +85,6 @@ DEFAULTS = {
     "BACKFILL_SLICE_SECONDS": 10.0,
     "BACKFILL_JOB_TIMEOUT": 900,
     "BACKFILL_MAX_LOST": 5,
-    "BACKFILL_CUSTOMER_CACHE": 2000,
     "AUTOMATION_RETRY_INTERVALS": [5, 30, 120, 600],
     "AUTOMATION_JOB_TIMEOUT": 120,
     "AUTOMATION_SWEEP_INTERVAL": 30,

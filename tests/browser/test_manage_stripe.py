@@ -75,20 +75,20 @@ def test_live_log_filters_and_retry(logged_in_page, auth_client, app, db, stripe
 
     # A failed event offers Retry; the retried attempt appears in the log.
     page.get_by_label("Outcome").select_option("")
-    charge = connect(auth_client, db, stripe_key, kind="charge", extra=())
+    subscriptions = connect(auth_client, db, stripe_key, kind="subscription", extra=())
     app.config["EVENT_RETRY_INTERVALS"] = []  # fail for good on the first attempt
-    stripe_double.fail_next(20, status=500, path_prefix="/v1/customers")
-    post(app, stripe_double, charge.id, event_bytes_with("charge.succeeded.json"))
+    stripe_double.fail_next(20, status=500, path_prefix="/v1/customers")  # its customer cannot be retrieved
+    post(app, stripe_double, subscriptions.id, event_bytes_with("customer.subscription.created.json"))
     run_worker()
     failed_row = page.locator("#log-rows tr.log-failed").first
     expect(failed_row).to_contain_text("Failed", timeout=6000)
-    expect(failed_row).to_contain_text("charge.succeeded")
+    expect(failed_row).to_contain_text("customer.subscription.created")
     stripe_double._fail_rules.clear()
     failed_row.get_by_role("button", name="Retry").click()
     expect(page.get_by_text("Retry queued")).to_be_visible()
     run_worker()
     newest = page.locator("#log-rows tr").first
-    expect(newest).to_contain_text("charge.succeeded", timeout=6000)
+    expect(newest).to_contain_text("customer.subscription.created", timeout=6000)
     expect(newest).to_contain_text(re.compile("Created|Updated"))
     expect(newest).to_contain_text("ada@example.com")
 

@@ -51,4 +51,4 @@ def story(app, connect_all, post_event, run_worker):
 @pytest.fixture
 def fast(app):
     """Historical imports without their rate limit and with short backoffs, so they finish in a test's time."""
-    app.config.update(BACKFILL_MAX_RPS_TEST=0, BACKFILL_BACKOFF_BASE=0.01, BACKFILL_BACKOFF_MAX=0.05)
+    app.config.update(STRIPE_BUDGET_TEST=0, BACKFILL_BACKOFF_BASE=0.01, BACKFILL_BACKOFF_MAX=0.05)

@@ -168,7 +168,9 @@ def test_a_record_whose_customer_cannot_be_fetched_fails_alone_and_is_retried(
     # The double cannot expand a customer it does not hold, so the import fetches customers one by one;
     # the first fetch of cus_GoneAway fails twice (the SDK's retry included).
     stripe_double.fail_next(2, 500, path_prefix="/v1/customers/cus_GoneAway")
-    resource = connect_resource("charge")
+    # Customer Description is only on the Customer, so the charge's own details are not enough.
+    resource = connect_resource("charge", mapping=(("email", "email"), ("name", "first_name"),
+                                                   ("description", "last_name")))
     backfill_id = start_import(db, resource)
     run_worker()
 

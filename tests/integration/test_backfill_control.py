@@ -108,7 +108,7 @@ def test_a_storm_longer_than_the_retries_fails_and_resume_continues(app, db, fas
 
 def test_the_limiter_keeps_under_stripes_rate(app, db, connect_resource, stripe_double, run_worker):
     stripe_double.set_rate_limit(10)  # Stripe's bucket for this test: 10 requests a second
-    app.config.update(BACKFILL_MAX_RPS_TEST=8)
+    app.config.update(STRIPE_BUDGET_TEST=8)
     stripe_double.generate_customers(ACCOUNT_ID, 600, start_created=1_700_000_000)
     resource = connect_resource("customer")
     backfill_id = start_import(db, resource)

@@ -18,7 +18,7 @@ from tests.waiting import wait_for
 
 def test_killed_worker_mid_import_resumes_from_the_saved_page(app, db, connect_resource, stripe_double,
                                                               redis_server, run_worker):
-    app.config.update(BACKFILL_MAX_RPS_TEST=0)
+    app.config.update(STRIPE_BUDGET_TEST=0)
     stripe_double.generate_customers(ACCOUNT_ID, 1000, start_created=1_700_000_000)
     resource = connect_resource("customer")
     backfill_id = start_import(db, resource)

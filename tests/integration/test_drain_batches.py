@@ -62,13 +62,14 @@ def test_drain_hands_over_when_its_time_is_up(app, db, connect_resource, post_ev
     for body in customer_events(5):
         post_event(res, body)
     seen = []
-    real = batch.process_events
+    real = batch._start
 
-    def spy(row_ids):
-        seen.append((len(row_ids), get_current_job().id))
-        return real(row_ids)
+    def spy(row_ids, resolver):
+        if row_ids:
+            seen.append((len(row_ids), get_current_job().id))
+        return real(row_ids, resolver)
 
-    monkeypatch.setattr(batch, "process_events", spy)
+    monkeypatch.setattr(batch, "_start", spy)
     run_worker()
     assert all(status == ("processed", 1) for status in statuses(db).values()) and len(statuses(db)) == 5
     # Two at a time, and each batch in a fresh job: the drain handed over after each.
@@ -82,10 +83,10 @@ def test_failed_drain_puts_its_batch_back(app, db, connect_resource, post_event,
     for body in customer_events(3):
         post_event(res, body)
 
-    def database_gone(row_ids):
+    def database_gone(row_ids, resolver):
         raise ConnectionError("database unreachable")
 
-    monkeypatch.setattr(batch, "process_events", database_gone)
+    monkeypatch.setattr(batch, "_start", database_gone)
     run_worker()
     queue = get_queue()
     failed = FailedJobRegistry(queue=queue).get_job_ids()

@@ -63,8 +63,8 @@ def test_nul_in_an_event_id_is_dropped_before_it_is_stored(connect_resource, pos
 def test_nul_in_a_fetched_customer_is_dropped(connect_resource, post_event, run_worker, db, stripe_double):
     stripe_double.add_customer(ACCOUNT_ID, id="cus_NulFetched", email="fetched@example.com",
                                name="Fetched\u0000Name", metadata={"plan": "pro\u0000"})
-    resource = connect_resource("charge")
-    body = event_bytes("charge.succeeded", object__customer="cus_NulFetched")
+    resource = connect_resource("subscription")
+    body = event_bytes("customer.subscription.created", object__customer="cus_NulFetched")
     assert post_event(resource, body).status_code == 200
     run_worker()
     assert db.session.scalar(select(StripeEvent.status)) == "processed"

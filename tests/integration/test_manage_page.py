@@ -61,9 +61,10 @@ def test_older_rows_load_on_demand(auth_client, db, stripe_key):
 
 
 def test_failed_event_retry_shows_a_new_attempt(app, auth_client, db, stripe_double, stripe_key, run_worker):
-    res = connect(auth_client, db, stripe_key, kind="charge")
+    res = connect(auth_client, db, stripe_key, kind="subscription")
     stripe_double.fail_next(10, status=500, path_prefix="/v1/customers")  # the linked customer cannot be fetched
-    assert deliver(auth_client, stripe_double, res, event_bytes("charge.succeeded.json")).status_code == 200
+    assert deliver(auth_client, stripe_double, res,
+                   event_bytes("customer.subscription.created.json")).status_code == 200
     run_worker()
     failed = db.session.query(SyncLog).filter_by(outcome="failed").all()
     assert failed, "the event should have failed while Stripe answered 500"

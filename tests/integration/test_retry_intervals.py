@@ -16,9 +16,9 @@ def test_a_failed_event_is_retried_on_the_default_intervals_once_stripe_answers(
         app, db, connect_resource, post_event, stripe_double, redis_server):
     first_interval = DEFAULTS["EVENT_RETRY_INTERVALS"][0]
     assert first_interval > 0, "this test is about the real, non-zero intervals"
-    resource = connect_resource("charge")  # a charge names its customer by id: the worker must fetch it
-    stripe_double.set_down(True)
-    assert post_event(resource, "charge.succeeded").status_code == 200
+    resource = connect_resource("subscription")  # a subscription has no details of its own: the worker must
+    stripe_double.set_down(True)                  # retrieve its customer
+    assert post_event(resource, "customer.subscription.created").status_code == 200
     row_id = db.session.scalar(select(StripeEvent.id))
     db.session.rollback()
 

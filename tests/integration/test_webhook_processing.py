@@ -38,9 +38,9 @@ def customer_fetches(double):
 
 def test_rate_limited_then_ok_fetch_is_retried_inside_the_job(connect_resource, post_event, run_worker, db,
                                                               stripe_double):
-    resource = connect_resource("charge")
+    resource = connect_resource("subscription")  # a subscription carries no details: its customer is needed
     stripe_double.fail_next(2, status=429, path_prefix="/v1/customers")
-    post_event(resource, "charge.succeeded")
+    post_event(resource, "customer.subscription.created")
     run_worker()
     row = db.session.scalar(select(StripeEvent))
     assert (row.status, row.attempts) == ("processed", 1)
@@ -50,9 +50,9 @@ def test_rate_limited_then_ok_fetch_is_retried_inside_the_job(connect_resource, 
 
 def test_lock_timeout_429_is_retried_by_the_sdk(connect_resource, post_event, run_worker, db, stripe_double,
                                                 fast_sdk_retries):
-    resource = connect_resource("charge")
+    resource = connect_resource("subscription")
     stripe_double.fail_next(1, status=429, path_prefix="/v1/customers", code="lock_timeout")
-    post_event(resource, "charge.succeeded")
+    post_event(resource, "customer.subscription.created")
     run_worker()
     assert db.session.scalar(select(StripeEvent.status)) == "processed"
     assert len(customer_fetches(stripe_double)) == 2
@@ -77,9 +77,9 @@ def test_event_stays_failed_after_the_last_attempt_until_retried(app, connect_re
                                                                  stripe_double, fast_sdk_retries):
     from webapp.stripe_sync.queue.sweep import sweep_unqueued
 
-    resource = connect_resource("invoice")
+    resource = connect_resource("subscription")
     stripe_double.fail_next(100, status=503, path_prefix="/v1/customers")
-    post_event(resource, "invoice.created")
+    post_event(resource, "customer.subscription.created")
     run_worker()
     row = db.session.scalar(select(StripeEvent))
     row_id = row.id
@@ -104,9 +104,9 @@ def test_event_stays_failed_after_the_last_attempt_until_retried(app, connect_re
 
 def test_persistent_rate_limit_gives_up_in_the_job_and_leaves_it_to_rq(connect_resource, post_event, run_worker,
                                                                        db, stripe_double):
-    resource = connect_resource("charge")
+    resource = connect_resource("subscription")
     stripe_double.fail_next(4, status=429, path_prefix="/v1/customers")  # 1 try + 3 in-job retries
-    post_event(resource, "charge.succeeded")
+    post_event(resource, "customer.subscription.created")
     run_worker()
     row = db.session.scalar(select(StripeEvent))
     assert (row.status, row.attempts) == ("processed", 2)

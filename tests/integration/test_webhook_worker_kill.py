@@ -18,8 +18,8 @@ from tests.waiting import wait_for
 
 def test_killed_worker_mid_job_is_recovered_by_the_sweep(app, connect_resource, post_event, run_worker, db,
                                                          stripe_double, redis_server):
-    resource = connect_resource("charge")
-    assert post_event(resource, "charge.succeeded").status_code == 200
+    resource = connect_resource("subscription")  # a subscription's customer must be retrieved
+    assert post_event(resource, "customer.subscription.created").status_code == 200
     row_id = db.session.scalar(select(StripeEvent.id))
     db.session.remove()
     stripe_double.set_latency(6)  # the job will hang in the customer fetch
@@ -62,6 +62,7 @@ def test_killed_worker_mid_job_is_recovered_by_the_sweep(app, connect_resource, 
     assert (event.status, event.attempts) == ("processed", 2)
     logs = list(db.session.scalars(select(SyncLog)))
     assert [(log.outcome, log.attempt) for log in logs] == [("created", 2)]
-    assert count(db, Contact) == 1 and count(db, TriggerFired) == 1
-    assert count(db, ContactTag) == 2
+    # once each: "Stripe event received" and "Recurring payment created"; the event's tags once each
+    assert count(db, Contact) == 1 and count(db, TriggerFired) == 2
+    assert count(db, ContactTag) == 3
     assert sweep_unqueued(0).changed == 0

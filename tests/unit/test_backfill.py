@@ -1,5 +1,5 @@
 """Historical sync's pure parts: backoff and Stripe's retry hints, list params and cursor recovery,
-the shared rate limiter (on a real Redis), record envelopes and the page cache's stamp rules."""
+the shared request budget (on a real Redis), record envelopes and the page cache's stamp rules."""
 import json
 import time
 from email.utils import format_datetime
@@ -10,9 +10,8 @@ import stripe
 
 from webapp.stripe_sync.history.writer import Record, envelope, historical_event_id
 from webapp.stripe_sync.apply.contacts import ContactCache
-from webapp.stripe_sync.history.reader import (
-    HistoryReader, RateLimitedTooLong, RateLimiter, ReaderSettings, Waiter, backoff_delay, retry_after, should_retry,
-)
+from webapp.stripe_sync.budget import Budget, backoff_delay, retry_after, should_retry
+from webapp.stripe_sync.history.reader import HistoryReader, RateLimitedTooLong, ReaderSettings, Waiter
 from webapp.stripe_sync.models import BACKFILL_STATE_LABELS, Backfill
 
 
@@ -79,7 +78,7 @@ PAGE = {"object": "list", "data": [{"id": "cus_2"}, {"id": "cus_1"}], "has_more"
 
 def reader(kind="customer", *answers, retries=3):
     client = stripe.StripeClient("sk_test_unit", base_addresses={"api": "http://127.0.0.1:9"})
-    r = HistoryReader(client, kind, RateLimiter(None, "acct:test", 0), RecordingWaiter(),
+    r = HistoryReader(client, kind, Budget(None, "acct:test", 0), RecordingWaiter(),
                       ReaderSettings(backoff_base=0.01, backoff_max=0.05, rate_limit_retries=retries, error_retries=2))
     r.request = FakeList(*answers)
     return r
@@ -142,16 +141,16 @@ class TestHistoryReader:
         assert "expand" in r.request.calls[0] and "expand" not in r.request.calls[1]
 
 
-class TestRateLimiter:
+class TestBudget:
     def test_shared_spacing_through_redis(self, redis_server):
         import redis
 
         conn = redis.Redis.from_url(redis_server.url)
         conn.flushdb()
         waits = []
-        a = RateLimiter(conn, "acct_x:test", 50, sleep=waits.append)  # 20 ms apart
-        b = RateLimiter(conn, "acct_x:test", 50, sleep=waits.append)  # another job, same account
-        other = RateLimiter(conn, "acct_y:test", 50, sleep=waits.append)
+        a = Budget(conn, "acct_x:test", 50, sleep=waits.append)  # 20 ms apart
+        b = Budget(conn, "acct_x:test", 50, sleep=waits.append)  # another job, same account
+        other = Budget(conn, "acct_y:test", 50, sleep=waits.append)
         for limiter in (a, b, a, b):
             limiter.wait()
         assert other.wait() == 0.0  # another account has its own budget
@@ -162,13 +161,33 @@ class TestRateLimiter:
 
         conn = redis.Redis.from_url(redis_server.url)
         conn.flushdb()
-        a = RateLimiter(conn, "acct_x:test", 100, sleep=lambda s: None)
+        a = Budget(conn, "acct_x:test", 100, sleep=lambda s: None)
         a.hold_off(0.5)
-        assert 0.45 <= RateLimiter(conn, "acct_x:test", 100, sleep=lambda s: None).wait() <= 0.5
+        assert 0.45 <= Budget(conn, "acct_x:test", 100, sleep=lambda s: None).wait() <= 0.5
+
+    def test_a_burst_goes_at_once_then_the_rate_holds(self, redis_server):
+        import redis
+
+        conn = redis.Redis.from_url(redis_server.url)
+        conn.flushdb()
+        waits = []
+        budget = Budget(conn, "acct_x:live", 80, burst_seconds=0.1, sleep=waits.append)  # 8 at once, then 12.5 ms
+        for _ in range(10):
+            budget.wait()
+        assert waits == pytest.approx([0.013, 0.026], abs=0.006)  # only the 9th and 10th waited
+
+    def test_a_hold_is_not_cut_short_by_the_burst(self, redis_server):
+        import redis
+
+        conn = redis.Redis.from_url(redis_server.url)
+        conn.flushdb()
+        budget = Budget(conn, "acct_x:live", 80, burst_seconds=0.1, sleep=lambda s: None)
+        budget.hold_off(0.5)
+        assert 0.45 <= budget.wait() <= 0.5
 
     def test_off_and_local_fallback(self):
-        assert RateLimiter(None, "k", 0).wait() == 0.0
-        local = RateLimiter(None, "k", 10, sleep=lambda s: None)
+        assert Budget(None, "k", 0).wait() == 0.0
+        local = Budget(None, "k", 10, sleep=lambda s: None)
         started = time.monotonic()
         assert local.wait() == 0.0
         assert local.wait() == pytest.approx(0.1 - (time.monotonic() - started), abs=0.01)

@@ -300,3 +300,18 @@ class Backfill(db.Model):
     def processed(self) -> int:
         """Records looked at so far, whatever became of them."""
         return self.imported + self.skipped + self.failed + self.passed_over
+
+
+class StripeCustomer(db.Model):
+    """What Stripe last told us about one of an account's customers, and the time it describes
+    (apply/customer_store.py), so a burst of payment events retrieves each customer once."""
+
+    __tablename__ = "stripe_customers"
+    __table_args__ = (UniqueConstraint("account_id", "customer_id", name="uq_stripe_customer_per_account"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("stripe_accounts.id", ondelete="CASCADE"))
+    customer_id: Mapped[str] = mapped_column(String(255))
+    data: Mapped[Optional[str]] = mapped_column(Text)  # the fields the mapping reads, as JSON; None: deleted
+    described_at: Mapped[int] = mapped_column()  # epoch seconds: the event's `created`, or when it was read
+    stored_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -3,10 +3,11 @@
 Every source hands its events over as a batch: a drain of webhook deliveries, one event run on
 its own (a retry, the sweep, the Retry button: a batch of one), a page of imported records. Steps:
 1. Before: the caller parses each event and resolves its customer with no transaction open
-   (`prepare`), so no lock is held while Stripe is slow. An event whose customer could not be
-   fetched carries that error into the transaction and fails there, alone.
+   (apply/prepare.py), so no lock is held while Stripe is slow. An event whose customer could not
+   be retrieved carries that error into the transaction and fails there, alone.
 2. One transaction: the source's first step (an import writes its event rows and checks that it
-   still owns the import), then claim the rows (`UPDATE … WHERE status is not done RETURNING id`:
+   still owns the import), remembering the customers Stripe told us about while preparing
+   (customer_store), then claim the rows (`UPDATE … WHERE status is not done RETURNING id`:
    a second run of the same event, concurrent or later, claims nothing and changes nothing), load
    and lock the batch's contacts (contacts.ContactCache), apply each event (contact, mapping, tags,
    commerce rows, triggers), write the sync-log rows, counters and statuses in bulk, and the
@@ -28,12 +29,12 @@ from dataclasses import dataclass, field
 from sqlalchemy import bindparam, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from webapp.crm.service import ValidationError, normalise_email
 from webapp.extensions import db
 from webapp.stripe_sync import synclog
-from webapp.stripe_sync.apply import commerce
+from webapp.stripe_sync.apply import commerce, customer_store
 from webapp.stripe_sync.apply.contacts import ContactCache, apply_field_writes, plan_field_writes
-from webapp.stripe_sync.apply.customer import NO_EMAIL_REASON, CustomerData, resolve_customer_data
+from webapp.stripe_sync.apply.customer_store import Learned
+from webapp.stripe_sync.apply.prepare import Prepared
 from webapp.stripe_sync.apply.failures import short_message, traceback_summary
 from webapp.stripe_sync.apply.triggers import STRIPE_EVENT_RECEIVED, fire_trigger
 from webapp.stripe_sync.events import Effect, effect_for_event, tags_for_event
@@ -56,31 +57,6 @@ EFFECT_HANDLERS = {
 }
 STATUS_FOR = {OUTCOME_CREATED: EVENT_PROCESSED, OUTCOME_UPDATED: EVENT_PROCESSED, OUTCOME_SKIPPED: EVENT_SKIPPED,
               OUTCOME_FAILED: EVENT_FAILED}
-
-
-@dataclass
-class Prepared:
-    """Everything read before the write transaction: the event's object and its customer."""
-
-    event_type: str
-    obj: dict
-    customer: CustomerData | None
-    email: str | None
-    skip_reason: str | None = None
-
-
-def prepare(event_type: str, obj: dict, fetch) -> Prepared:
-    """The read half of an event: resolve its customer (`fetch` retrieves one from Stripe) and email."""
-    if effect_for_event(event_type) is None:
-        return Prepared(event_type, obj, None, None, f"{event_type} is not an event this integration handles")
-    customer = resolve_customer_data(event_type, obj, fetch)
-    if not customer.has_email:
-        return Prepared(event_type, obj, customer, None, NO_EMAIL_REASON)
-    try:
-        email = normalise_email(customer.email)
-    except ValidationError:
-        return Prepared(event_type, obj, customer, None, "invalid email")
-    return Prepared(event_type, obj, customer, email)
 
 
 @dataclass
@@ -133,8 +109,9 @@ class Source:
 
     label = "Batch of Stripe events"
 
-    def __init__(self, items: list[Item]):
+    def __init__(self, items: list[Item], learned: list[Learned] | None = None):
         self.items = items
+        self.learned = learned or []  # customers Stripe told us about while preparing, to remember
 
     def begin(self) -> list[Item]:
         """First step inside the transaction: the items to apply."""
@@ -200,6 +177,7 @@ def _transient(exc: OperationalError) -> bool:
 def _transaction(source: Source, isolated: bool) -> BatchResult:
     """Everything the batch changes, inside one transaction the caller commits."""
     items = source.begin()
+    customer_store.remember(source.learned)
     result = BatchResult()
     table = StripeEvent.__table__
     claimed = set(db.session.scalars(

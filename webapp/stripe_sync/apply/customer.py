@@ -19,32 +19,23 @@ whenever the object names one, even if the fetch found nothing. Values are kept 
 name stays text; escaping is the template's job); strings are stripped and empty ones become None,
 and NUL characters are dropped (stripe_sync/nul.py).
 
-Fetching a linked Customer (`customer_fetcher`), layers of retry, innermost first:
-1. the SDK (`max_network_retries`) retries connection errors, 5xx, 409 and any 429 that carries
-   `Stripe-Should-Retry: true` (lock timeouts), with jittered exponential backoff;
-2. here, a plain 429 rate limit (which the SDK leaves to the caller) is retried a few times with
-   jittered exponential backoff (STRIPE_RATE_LIMIT_RETRIES, STRIPE_RATE_LIMIT_BACKOFF);
-3. anything still failing propagates and the event fails, to be retried (EVENT_RETRY_INTERVALS).
-A customer Stripe no longer has (404 resource_missing) is "no customer", not an error: the event's
-own details are used instead.
+When the Customer is needed at all (`object_serves`): not when the object itself carries an email
+and every mapped field (email, name, phone, address, Stripe ID) is one the object has (an invoice's
+`customer_*`, a charge's `billing_details`, a session's `customer_details`). Description and
+metadata are only on the Customer, and a subscription carries no details of its own. Where the
+Customer comes from (remembered, or retrieved in parallel within the request budget) is
+apply/prepare.py's business; retrieving is apply/customer_fetch.py's.
 """
 
 from __future__ import annotations
 
 import logging
-import random
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import stripe
-from flask import current_app
-
-from webapp.stripe_sync.client import client_for_account
 from webapp.stripe_sync.events import resource_for_event
 from webapp.stripe_sync.nul import without_nul
-from webapp.tunables import setting
 
 logger = logging.getLogger(__name__)
 
@@ -192,7 +183,7 @@ def _linked_customer(
             return customer_id, None
         fetched = _as_mapping(fetch_customer(customer_id))
         if fetched is None or fetched.get("deleted"):
-            logger.info("Stripe customer %s not available; using the object's own data", customer_id)
+            logger.debug("Stripe customer %s not available; using the object's own data", customer_id)
             return customer_id, None
         return customer_id, fetched
     expanded = _as_mapping(ref)
@@ -202,6 +193,27 @@ def _linked_customer(
     if expanded.get("deleted"):
         return customer_id, None
     return customer_id, expanded
+
+
+OWN_DATA_KINDS = ("charge", "invoice", "checkout_session")
+CUSTOMER_ONLY_FIELDS = ("description",)
+CUSTOMER_ONLY_PREFIX = "metadata."
+
+
+def linked_customer_id(obj: Mapping[str, Any]) -> str | None:
+    """The customer id an object names without expanding it (the only case that needs a retrieve)."""
+    ref = obj.get("customer")
+    return _clean(ref) if isinstance(ref, str) else None
+
+
+def object_serves(event_type: str, obj: Mapping[str, Any], mapped_fields: Iterable[str]) -> bool:
+    """True when the object alone gives the email and every mapped field, so Stripe need not be asked."""
+    kind = _object_kind(event_type, obj)
+    if kind not in OWN_DATA_KINDS:
+        return False
+    if any(f in CUSTOMER_ONLY_FIELDS or f.startswith(CUSTOMER_ONLY_PREFIX) for f in mapped_fields):
+        return False
+    return _own_data(kind, obj)[1]["email"] is not None
 
 
 def resolve_customer_data(
@@ -280,46 +292,3 @@ def resolve_customer_data(
     if data.email is None:
         logger.debug("No email resolved for %s (customer %s)", event_type, customer_id)
     return data
-
-
-# --- fetching the linked Customer -------------------------------------------------------------
-
-def _client(account) -> stripe.StripeClient:
-    """One SDK client per account and key per process, so keep-alive connections are reused."""
-    cache = current_app.extensions.setdefault("stripe_clients", {})
-    key = (account.id, account.secret_key_enc)
-    client = cache.get(key)
-    if client is None:
-        client = client_for_account(account)
-        cache[key] = client
-    return client
-
-
-def customer_fetcher(account, sleep: Callable[[float], None] = time.sleep) -> Callable[[str], dict | None] | None:
-    """A `fetch_customer(id)` for resolve_customer_data; None when the account's key was erased."""
-    if not account.secret_key_enc:
-        return None
-    client = _client(account)
-    retries = int(setting("STRIPE_RATE_LIMIT_RETRIES"))
-    base = float(setting("STRIPE_RATE_LIMIT_BACKOFF"))
-
-    def fetch(customer_id: str) -> dict | None:
-        """The Customer as a plain dict, or None when Stripe no longer has it."""
-        for attempt in range(retries + 1):
-            try:
-                return client.v1.customers.retrieve(customer_id).to_dict()
-            except stripe.RateLimitError:
-                if attempt >= retries:
-                    raise
-                delay = base * (2 ** attempt) * random.uniform(0.5, 1.0)
-                logger.info("Stripe rate limited fetching customer %s; retry %d in %.2f s",
-                         customer_id, attempt + 1, delay)
-                sleep(delay)
-            except stripe.InvalidRequestError as exc:
-                if getattr(exc, "code", None) == "resource_missing":
-                    logger.info("Stripe customer %s no longer exists; using the event's own details", customer_id)
-                    return None
-                raise
-        return None  # pragma: no cover - the loop returns or raises
-
-    return fetch

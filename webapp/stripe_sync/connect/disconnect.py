@@ -5,6 +5,7 @@ from typing import Callable
 from sqlalchemy import update
 
 from webapp.extensions import db
+from webapp.stripe_sync.apply import customer_store
 from webapp.stripe_sync.connect import endpoints
 from webapp.stripe_sync.client import StripeProblem, client_for_account
 from webapp.stripe_sync.models import (
@@ -77,7 +78,8 @@ def disconnect_resource(resource: StripeResource) -> None:
 
 
 def disconnect_account(account: StripeAccount) -> None:
-    """Disconnect every resource, then erase the stored key; synced data stays."""
+    """Disconnect every resource, then erase the stored key and the remembered Stripe customers;
+    synced data (contacts, orders, the log) stays."""
     if account.status != ACCOUNT_CONNECTED:
         raise AlreadyRemoved("This Stripe account was already disconnected.")
     for res in list(account.active_resources):
@@ -86,6 +88,7 @@ def disconnect_account(account: StripeAccount) -> None:
         except AlreadyRemoved:
             continue
     account.secret_key_enc = None
+    customer_store.forget_account(account.id)
     account.status = ACCOUNT_DISCONNECTED
     account.disconnected_at = utcnow()
     db.session.commit()

@@ -32,10 +32,10 @@ import stripe
 from sqlalchemy import select, update
 
 from webapp.extensions import db
-from webapp.redis_queue import get_queue, get_redis
+from webapp.redis_queue import get_queue
 from webapp.stripe_sync.history import writer
 from webapp.stripe_sync.history.reader import (
-    BackfillStop, CustomerLookup, HistoryReader, RateLimitedTooLong, RateLimiter, ReaderSettings, Waiter,
+    BackfillStop, HistoryReader, RateLimitedTooLong, ReaderSettings, Waiter,
 )
 from webapp.tunables import setting
 from webapp.stripe_sync.client import StripeProblem, client_for_account, describe
@@ -45,7 +45,9 @@ from webapp.stripe_sync.models import (
     BACKFILL_ACTIVE, BACKFILL_CANCELLED, BACKFILL_FAILED, BACKFILL_FINISHED, BACKFILL_PAUSED, BACKFILL_QUEUED,
     BACKFILL_RUNNING, RESOURCE_DISCONNECTED, SYNC_HISTORICAL, Backfill, StripeAccount, StripeResource,
 )
-from webapp.stripe_sync.apply.batch import prepare
+from webapp.stripe_sync.apply.customer_store import Learned
+from webapp.stripe_sync.apply.prepare import Entry, Resolver
+from webapp.stripe_sync.budget import budget_for
 from webapp.timeutil import utcnow
 
 log = logging.getLogger(__name__)
@@ -256,20 +258,18 @@ def check(run: writer.Run) -> None:
 def _import(run: writer.Run) -> str:
     """The page loop of one slice."""
     account = db.session.get(StripeAccount, run.account_id)
-    limiter = RateLimiter(get_redis(), f"{account.stripe_account_id}:{'live' if account.livemode else 'test'}",
-                          float(setting("BACKFILL_MAX_RPS_LIVE" if account.livemode else "BACKFILL_MAX_RPS_TEST") or 0))
-    reader = HistoryReader(client_for_account(account), run.kind, limiter, _ImportWaiter(run), ReaderSettings(
+    reader = HistoryReader(client_for_account(account), run.kind, budget_for(account), _ImportWaiter(run), ReaderSettings(
         backoff_base=float(setting("BACKFILL_BACKOFF_BASE")), backoff_max=float(setting("BACKFILL_BACKOFF_MAX")),
         rate_limit_retries=int(setting("BACKFILL_RATE_LIMIT_RETRIES")),
         error_retries=int(setting("BACKFILL_ERROR_RETRIES"))))
-    lookup = CustomerLookup(account, limiter, int(setting("BACKFILL_CUSTOMER_CACHE")))
+    resolver = Resolver()
     slice_end = run.started + float(setting("BACKFILL_SLICE_SECONDS"))
     db.session.rollback()  # nothing stays open while Stripe is asked
     while True:
         check(run)
         page = reader.fetch(run.cursor, run.cursor_created)
-        records = prepare_records(run.kind, page.objects, lookup if lookup.usable else None)
-        result = writer.write_page(run, records)
+        records, learned = prepare_records(run, page.objects, resolver)
+        result = writer.write_page(run, records, learned)
         run.pages += 1
         run.records += result.total
         if records:
@@ -283,19 +283,26 @@ def _import(run: writer.Run) -> str:
             return _continue_later(run)
 
 
-def prepare_records(kind: str, objects: list[dict], fetch) -> list[writer.Record]:
-    """Each object as the event it replays, with its customer resolved (outside any transaction)."""
-    records = []
+def prepare_records(run: writer.Run, objects: list[dict], resolver: Resolver
+                    ) -> tuple[list[writer.Record], list[Learned]]:
+    """Each object as the event it replays, with its customer resolved (outside any transaction), and
+    the customers the page told us about (a listed customer, an expanded one), as of now."""
+    records, entries, positions = [], [], []
+    read_at = int(time.time())
     for obj in objects:
-        record = writer.Record(obj=obj, event_id=writer.historical_event_id(kind, obj["id"]),
-                               event_type=historical_event_type(kind, obj))
+        record = writer.Record(obj=obj, event_id=writer.historical_event_id(run.kind, obj["id"]),
+                               event_type=historical_event_type(run.kind, obj))
         if record.event_type is not None:
-            try:
-                record.prepared = prepare(record.event_type, obj, fetch)
-            except Exception as exc:  # noqa: BLE001 - this record fails (and is retried); the page goes on
-                record.error = exc
+            entries.append(Entry(run.account_id, run.resource_id, record.event_type, obj, read_at))
+            positions.append(len(records))
         records.append(record)
-    return records
+    preparation = resolver.start(entries)
+    for index, prepared in zip(positions, preparation.finish()):
+        if isinstance(prepared, BaseException):
+            records[index].error = prepared  # this record fails (and is retried); the page goes on
+        else:
+            records[index].prepared = prepared
+    return records, preparation.learned
 
 
 def _after_page(result: writer.PageResult) -> None:

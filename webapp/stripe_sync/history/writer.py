@@ -26,8 +26,10 @@ from sqlalchemy import select, update
 from webapp.extensions import db
 from webapp.stripe_sync import synclog
 from webapp.stripe_sync.apply.batch import (
-    ALREADY_DONE, DONE_STATUSES, Abandon, BatchResult, Item, Prepared, Source, apply,
+    ALREADY_DONE, DONE_STATUSES, Abandon, BatchResult, Item, Source, apply,
 )
+from webapp.stripe_sync.apply.customer_store import Learned
+from webapp.stripe_sync.apply.prepare import Prepared
 from webapp.stripe_sync.client import STRIPE_API_VERSION
 from webapp.stripe_sync.models import (
     BACKFILL_ACTIVE, EVENT_QUEUED, OUTCOME_CREATED, OUTCOME_FAILED, OUTCOME_IGNORED, OUTCOME_SKIPPED,
@@ -108,9 +110,9 @@ def envelope(record: Record, livemode: bool) -> str:
     return json_text_without_nul(json.dumps(event, separators=(",", ":"), ensure_ascii=False))
 
 
-def write_page(run: Run, records: list[Record]) -> PageResult:
+def write_page(run: Run, records: list[Record], learned: list[Learned] | None = None) -> PageResult:
     """Write the page and move the cursor in one transaction; raises Superseded."""
-    source = PageSource(run, records)
+    source = PageSource(run, records, learned)
     return source.page_result(apply(source))
 
 
@@ -118,8 +120,8 @@ class PageSource(Source):
     """A page of listed records as a batch: its transaction records their events first and moves
     the import on last."""
 
-    def __init__(self, run: Run, records: list[Record]):
-        super().__init__([])
+    def __init__(self, run: Run, records: list[Record], learned: list[Learned] | None = None):
+        super().__init__([], learned)
         self.run, self.records, self.page_number = run, records, run.pages + 1
         self.label = f"Backfill {run.backfill_id} page {self.page_number}"
         self.started = time.monotonic()

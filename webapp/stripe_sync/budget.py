@@ -1,0 +1,174 @@
+"""One request budget per Stripe account and mode, shared through Redis by every worker and job.
+
+Stripe allows 100 requests a second in live mode and 25 in test mode, per account; above that it
+answers 429. Customer retrieves for webhook events and the historical import's list pages draw from
+the same budget, so together they stay under the limit however many workers run.
+
+Decisions:
+- A token bucket kept as one "theoretical arrival time" in Redis (GCRA): each request reserves
+  the next slot, `1/rate` after the previous one, and waits for it; up to `burst` requests may go at
+  once after a quiet spell. In any second at most `rate + burst` requests start. Defaults: 80% of
+  Stripe's limit (STRIPE_BUDGET_LIVE=80, STRIPE_BUDGET_TEST=20) and a burst of a tenth of a
+  second's worth (STRIPE_BUDGET_BURST=0.1: 8 live, 2 test), so even a burst stays under the limit
+  and the rest is left for the account's own dashboard and other integrations. 0 turns it off.
+- After a 429, `hold_off(seconds)` stops every request of the account for that long (a separate
+  key, so the burst allowance cannot cut the pause short).
+- One Lua script does the arithmetic on Redis's own clock, so workers on other machines agree.
+  Redis unreachable: the same arithmetic in this process, so one worker still keeps its pace.
+"""
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Mapping
+from email.utils import parsedate_to_datetime
+from math import ceil
+
+import stripe
+
+log = logging.getLogger(__name__)
+
+RETRY_AFTER_CAP = 600.0
+
+_SCRIPT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local interval = tonumber(ARGV[1])
+local tolerance = tonumber(ARGV[2])
+local hold = tonumber(ARGV[3])
+if hold > 0 then
+  local until_ms = tonumber(redis.call('GET', KEYS[2]) or '0')
+  if now + hold > until_ms then
+    redis.call('SET', KEYS[2], now + hold, 'PX', hold + 1000)
+  end
+  return 0
+end
+local held = tonumber(redis.call('GET', KEYS[2]) or '0')
+local start = math.max(now, held)
+local tat = math.max(tonumber(redis.call('GET', KEYS[1]) or '0'), start)
+local allow_at = tat - tolerance
+local slot = math.max(start, allow_at)
+redis.call('SET', KEYS[1], tat + interval, 'PX', tat + interval - now + 60000)
+return slot - now
+"""
+
+
+def account_key(account) -> str:
+    """The budget's key: one per Stripe account and mode, as Stripe counts."""
+    return f"{account.stripe_account_id}:{'live' if account.livemode else 'test'}"
+
+
+class Budget:
+    """Requests per second for one Stripe account and mode; `wait()` before every request."""
+
+    def __init__(self, redis, key: str, per_second: float, burst_seconds: float = 0.0,
+                 sleep: Callable[[float], None] = time.sleep):
+        self.key = f"stripe-sync:budget:{key}"
+        self.interval_ms = int(ceil(1000.0 / per_second)) if per_second and per_second > 0 else 0
+        burst = max(1, int(per_second * burst_seconds)) if self.interval_ms else 1
+        self.tolerance_ms = (burst - 1) * self.interval_ms
+        self.sleep = sleep
+        self._script = redis.register_script(_SCRIPT) if redis is not None and self.interval_ms else None
+        self._local_tat = 0.0
+        self._local_hold = 0.0
+        self._lock = threading.Lock()
+
+    @property
+    def enabled(self) -> bool:
+        """False when the rate is 0: requests are not paced (nor held after a 429)."""
+        return bool(self.interval_ms)
+
+    def wait(self) -> float:
+        """Block until this request's slot; returns how long it waited."""
+        if not self.interval_ms:
+            return 0.0
+        delay = self._reserve(0)
+        if delay > 0:
+            self.sleep(delay)
+        return delay
+
+    def hold_off(self, seconds: float) -> None:
+        """After a 429: no request of this account starts for this long."""
+        if self.interval_ms and seconds > 0:
+            self._reserve(max(1, int(seconds * 1000)))
+
+    def _reserve(self, hold_ms: int) -> float:
+        """Seconds until the reserved slot (Redis), or the same computed locally when Redis is away."""
+        from webapp.stripe_sync.queue.enqueue import REDIS_DOWN
+
+        if self._script is not None:
+            try:
+                return int(self._script(keys=[self.key, self.key + ":hold"],
+                                        args=[self.interval_ms, self.tolerance_ms, hold_ms])) / 1000.0
+            except REDIS_DOWN as exc:
+                log.warning("Stripe request budget: Redis unavailable (%s); pacing requests in this process",
+                            type(exc).__name__)
+        with self._lock:
+            now = time.monotonic()
+            if hold_ms:
+                self._local_hold = max(self._local_hold, now + hold_ms / 1000.0)
+                return 0.0
+            start = max(now, self._local_hold)
+            tat = max(self._local_tat, start)
+            slot = max(start, tat - self.tolerance_ms / 1000.0)
+            self._local_tat = tat + self.interval_ms / 1000.0
+            return slot - now
+
+
+def budget_for(account, sleep: Callable[[float], None] = time.sleep) -> Budget:
+    """The account's budget with the configured rate (call inside the app context)."""
+    from webapp.redis_queue import get_redis
+    from webapp.tunables import setting
+
+    rate = float(setting("STRIPE_BUDGET_LIVE" if account.livemode else "STRIPE_BUDGET_TEST") or 0)
+    try:
+        redis = get_redis()
+    except Exception:  # noqa: BLE001 - no Redis configured: pace within this process
+        redis = None
+    return Budget(redis, account_key(account), rate, float(setting("STRIPE_BUDGET_BURST") or 0), sleep)
+
+
+# --- what a 429 says ----------------------------------------------------------------------------
+
+def backoff_delay(attempt: int, base: float, cap: float, floor: float | None = None,
+                  uniform: Callable[[float, float], float] = random.uniform) -> float:
+    """Jittered exponential delay for the n-th retry (0-based), never below Stripe's Retry-After."""
+    delay = min(cap, base * (2 ** attempt)) * uniform(0.5, 1.0)
+    return max(delay, min(floor, RETRY_AFTER_CAP)) if floor else delay
+
+
+def _header(exc: stripe.StripeError, name: str) -> str | None:
+    """A response header of an SDK error, case-insensitively."""
+    headers = getattr(exc, "headers", None) or {}
+    if not isinstance(headers, Mapping):
+        return None
+    wanted = name.lower()
+    for key, value in headers.items():
+        if str(key).lower() == wanted:
+            return str(value)
+    return None
+
+
+def retry_after(exc: stripe.StripeError) -> float | None:
+    """Stripe's Retry-After in seconds (a number or an HTTP date), if it sent one."""
+    raw = _header(exc, "Retry-After")
+    if not raw:
+        return None
+    try:
+        return max(0.0, float(raw))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, parsedate_to_datetime(raw).timestamp() - time.time())
+    except (TypeError, ValueError):
+        return None
+
+
+def should_retry(exc: stripe.StripeError) -> bool | None:
+    """Stripe-Should-Retry as a boolean; None when Stripe gave no hint."""
+    raw = _header(exc, "Stripe-Should-Retry")
+    if raw is None:
+        return None
+    return raw.strip().lower() == "true"
