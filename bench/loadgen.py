@@ -1,5 +1,8 @@
 """Sign and POST webhook payloads as Stripe does, closed-loop at concurrency C or open-loop at a
-fixed rate, and report throughput, latency percentiles and non-2xx answers."""
+fixed rate, and report throughput, latency percentiles and non-2xx answers.
+
+Every payload goes to `path`, or with `paths` (one per payload) each to its own path, as Stripe
+delivers each event type to the endpoint of the resource that subscribed to it."""
 import hashlib
 import hmac
 import http.client
@@ -60,11 +63,21 @@ class Result:
                 "mean_ms": round(statistics.fmean(self.latencies_ms), 2) if self.latencies_ms else 0}
 
 
-def _worker(url: str, path: str, secret: str, payloads: list[bytes], threads: int, out):
+def _paired(path: str, payloads: list[bytes], paths: list[str] | None) -> list[tuple[str, bytes]]:
+    """(path, body) per payload."""
+    if paths is None:
+        return [(path, body) for body in payloads]
+    if len(paths) != len(payloads):
+        raise ValueError("paths must name one path per payload")
+    return list(zip(paths, payloads))
+
+
+def _worker(url: str, path: str, secret: str, payloads: list[bytes], threads: int, out,
+            paths: list[str] | None = None):
     """One process: `threads` keep-alive connections sharing a slice of the payloads."""
     parts = urlsplit(url)
     lock = threading.Lock()
-    queue = list(reversed(payloads))
+    queue = list(reversed(_paired(path, payloads, paths)))
     lat, bad, first, last = [], [0], [None], [0.0]
 
     def run():
@@ -73,13 +86,13 @@ def _worker(url: str, path: str, secret: str, payloads: list[bytes], threads: in
             with lock:
                 if not queue:
                     break
-                body = queue.pop()
+                target, body = queue.pop()
             headers = {"Content-Type": "application/json", "Stripe-Signature": sign(body, secret)}
             start = time.perf_counter()
             with lock:
                 if first[0] is None:
                     first[0] = time.time()
-            status, conn = _post(conn, parts, path, body, headers)
+            status, conn = _post(conn, parts, target, body, headers)
             ms = (time.perf_counter() - start) * 1000
             with lock:
                 lat.append(ms)
@@ -102,13 +115,15 @@ def _run_threads(target, n: int) -> None:
 
 
 def closed_loop(url: str, path: str, secret: str, payloads: list[bytes], concurrency: int,
-                processes: int = 2) -> Result:
+                processes: int = 2, paths: list[str] | None = None) -> Result:
     """Keep `concurrency` requests in flight until every payload is sent."""
     processes = max(1, min(processes, concurrency))
     slices = [payloads[i::processes] for i in range(processes)]
+    path_slices = [paths[i::processes] if paths is not None else None for i in range(processes)]
     per = [concurrency // processes + (1 if i < concurrency % processes else 0) for i in range(processes)]
     out = mp.Queue()
-    procs = [mp.Process(target=_worker, args=(url, path, secret, s, t, out)) for s, t in zip(slices, per)]
+    procs = [mp.Process(target=_worker, args=(url, path, secret, s, t, out, ps))
+             for s, t, ps in zip(slices, per, path_slices)]
     for p in procs:
         p.start()
     parts = [out.get() for _ in procs]
@@ -120,14 +135,15 @@ def closed_loop(url: str, path: str, secret: str, payloads: list[bytes], concurr
     return Result(len(lat), last - first, lat, sum(p[1] for p in parts), first, last)
 
 
-def open_loop(url: str, path: str, secret: str, payloads: list[bytes], rate: float, threads: int = 16) -> Result:
+def open_loop(url: str, path: str, secret: str, payloads: list[bytes], rate: float, threads: int = 16,
+              paths: list[str] | None = None) -> Result:
     """Send at a fixed rate whatever the answers' speed, as Stripe's deliveries arrive."""
     parts = urlsplit(url)
     lat, bad = [], [0]
     lock = threading.Lock()
     start = time.perf_counter()
     first = time.time()
-    schedule = [(start + i / rate, body) for i, body in enumerate(payloads)]
+    schedule = [(start + i / rate, target, body) for i, (target, body) in enumerate(_paired(path, payloads, paths))]
     index = [0]
 
     def run():
@@ -136,13 +152,13 @@ def open_loop(url: str, path: str, secret: str, payloads: list[bytes], rate: flo
             with lock:
                 if index[0] >= len(schedule):
                     break
-                due, body = schedule[index[0]]
+                due, target, body = schedule[index[0]]
                 index[0] += 1
             delay = due - time.perf_counter()
             if delay > 0:
                 time.sleep(delay)
             sent = time.perf_counter()
-            status, conn = _post(conn, parts, path, body, {"Content-Type": "application/json",
+            status, conn = _post(conn, parts, target, body, {"Content-Type": "application/json",
                                                             "Stripe-Signature": sign(body, secret)})
             with lock:
                 lat.append((time.perf_counter() - sent) * 1000)

@@ -1,5 +1,6 @@
-"""A throwaway deployment for benchmarks: Redis, a migrated database, one connected resource,
-gunicorn serving the app, and RQ worker processes, all on loopback and stopped afterwards."""
+"""A throwaway deployment for benchmarks: Redis, a migrated database, one Stripe account with one or
+more connected resources, gunicorn serving the app, and RQ worker processes, all on loopback and
+stopped afterwards."""
 import json
 import logging
 import os
@@ -9,6 +10,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -22,6 +24,14 @@ from webapp.embedded_redis import RedisServer, free_port  # noqa: E402
 log = logging.getLogger("bench")
 SECRET = "whsec_bench_secret_0001"
 ENCRYPTION_KEY = "MDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDA="
+# mapping name -> (Stripe field, CRM field key) rows; "plan" is the custom text field the Stack creates.
+MAPPINGS = {
+    # Every mapped value is on the invoice / charge / session itself (subscriptions carry none).
+    "object": (("email", "email"), ("name", "first_name")),
+    # Those plus a metadata key, which only the Stripe Customer has: the worker must retrieve it.
+    "customer": (("email", "email"), ("name", "first_name"), ("metadata.plan", "plan")),
+}
+PLAN_FIELD_LABEL = "Plan"
 
 
 def with_database(url: str, name: str) -> str:
@@ -53,10 +63,22 @@ class Stack:
     """Everything one benchmark run needs; use as a context manager.
 
     `database_url` names a PostgreSQL *server*: each Stack gets a fresh database on it, dropped
-    afterwards. Without it, a fresh SQLite file in the Stack's temporary folder."""
+    afterwards. Without it, a fresh SQLite file in the Stack's temporary folder.
+
+    One StripeAccount (`account_id`, `livemode`, its `secret_key` stored encrypted as the connect
+    flow stores it) with one StripeResource per kind in `kinds` (default: just `kind`), each with
+    its own webhook token (`stack.tokens[kind]`, `stack.token` is the first one's) and the same
+    signing secret `SECRET`. `mapping` picks the field mappings of every resource (MAPPINGS):
+    "object" maps Customer Email and Customer Name, "customer" adds `metadata.plan` into a custom
+    text field "Plan" the Stack creates (its key is `stack.plan_field_key`). `stripe_api_base`
+    becomes STRIPE_API_BASE for the app, gunicorn and the workers (a Stripe double's address)."""
 
     def __init__(self, database_url: str | None = None, web_workers: int = 2, wsgi: str = "app:app",
-                 kind: str = "customer", extra_env: dict | None = None):
+                 kind: str = "customer", extra_env: dict | None = None, *, kinds: tuple[str, ...] | None = None,
+                 livemode: bool = False, secret_key: str | None = None, stripe_api_base: str | None = None,
+                 mapping: str = "object", account_id: str = "acct_bench"):
+        if mapping not in MAPPINGS:
+            raise ValueError(f"mapping must be one of {sorted(MAPPINGS)}, not {mapping!r}")
         self.tmp = Path(tempfile.mkdtemp(prefix="crm-bench-"))
         self.pg_server = database_url
         self.pg_name = "crm_bench_" + os.urandom(5).hex() if database_url else None
@@ -64,12 +86,20 @@ class Stack:
                              else f"sqlite:///{self.tmp / 'bench.sqlite3'}")
         self.web_workers = web_workers
         self.wsgi = wsgi
-        self.kind = kind
+        self.kinds = tuple(kinds) if kinds else (kind,)
+        self.kind = self.kinds[0]
+        self.livemode = livemode
+        self.secret_key = secret_key or f"sk_{'live' if livemode else 'test'}_bench0000000000"
+        self.stripe_api_base = stripe_api_base
+        self.mapping = mapping
+        self.account_id = account_id
+        self.plan_field_key: str | None = None
         self.redis = RedisServer(data_dir=self.tmp / "redis")
         self.port = free_port()
         self.procs: list[subprocess.Popen] = []
         self.workers: list[subprocess.Popen] = []
         self.extra_env = extra_env or {}
+        self.tokens: dict[str, str] = {}
         self.token = None
 
     @property
@@ -79,6 +109,8 @@ class Stack:
         env.update({"DATABASE_URL": self.database_url, "REDIS_URL": self.redis.url, "SECRET_KEY": "bench",
                     "ENCRYPTION_KEY": ENCRYPTION_KEY, "PUBLIC_BASE_URL": "https://crm.example.test",
                     "PYTHONPATH": str(ROOT)})
+        if self.stripe_api_base:
+            env["STRIPE_API_BASE"] = self.stripe_api_base
         env.update(self.extra_env)
         return env
 
@@ -87,7 +119,8 @@ class Stack:
             pg_admin(self.pg_server, f"CREATE DATABASE {self.pg_name}")
         self.redis.start()
         os.environ.update({k: v for k, v in self.env.items() if k in ("DATABASE_URL", "REDIS_URL", "SECRET_KEY",
-                                                                      "ENCRYPTION_KEY", "PUBLIC_BASE_URL")})
+                                                                      "ENCRYPTION_KEY", "PUBLIC_BASE_URL",
+                                                                      "STRIPE_API_BASE")})
         self._prepare_database()
         return self
 
@@ -108,30 +141,43 @@ class Stack:
         shutil.rmtree(self.tmp, ignore_errors=True)
 
     def _prepare_database(self) -> None:
-        """Migrate and connect one resource whose signing secret we know."""
+        """Migrate and connect the account's resources, whose signing secret we know."""
         from flask_migrate import upgrade
 
         from webapp import create_app
         from webapp.crm.models import ContactField
         from webapp.crypto import encrypt
         from webapp.extensions import db
+        from webapp.stripe_sync.events import resource
         from webapp.stripe_sync.models import FieldMapping, StripeAccount, StripeResource, WebhookSecret
 
+        for kind in self.kinds:
+            resource(kind)  # an unknown kind fails here, not as events nobody subscribes to
         app = create_app({"INSTANCE_PATH": str(self.tmp)})
         with app.app_context():
             upgrade(directory=str(ROOT / "migrations"), revision="heads")
-            account = StripeAccount(stripe_account_id="acct_bench", email="bench@example.test", livemode=False,
-                                    secret_key_enc=encrypt("sk_test_bench0000000000"), key_mask="sk_test_…0000")
-            self.token = "bench-" + os.urandom(16).hex()
-            res = StripeResource(account=account, kind=self.kind, sync_type="new_only", token=self.token,
-                                 webhook_endpoint_id="we_bench", webhook_url="https://crm.example.test/x")
-            res.secrets.append(WebhookSecret(secret_enc=encrypt(SECRET)))
+            if "plan" in (crm for _, crm in MAPPINGS[self.mapping]):
+                from webapp.crm.service import create_field
+                self.plan_field_key = create_field(PLAN_FIELD_LABEL, "text").key
+            account = StripeAccount(stripe_account_id=self.account_id, email="bench@example.test",
+                                    livemode=self.livemode, secret_key_enc=encrypt(self.secret_key),
+                                    key_mask=self.secret_key[:8] + "…" + self.secret_key[-4:])
             fields = {f.key: f for f in db.session.query(ContactField)}
-            res.mappings.append(FieldMapping(position=0, stripe_field="email", field_id=fields["email"].id))
-            res.mappings.append(FieldMapping(position=1, stripe_field="name", field_id=fields["first_name"].id))
-            db.session.add(res)
+            fields["plan"] = fields.get(self.plan_field_key)
+            for kind in self.kinds:
+                token = "bench-" + os.urandom(16).hex()
+                self.tokens[kind] = token
+                res = StripeResource(account=account, kind=kind, sync_type="new_only", token=token,
+                                     webhook_endpoint_id=f"we_bench_{kind}",
+                                     webhook_url=f"https://crm.example.test/webhooks/stripe/{token}")
+                res.secrets.append(WebhookSecret(secret_enc=encrypt(SECRET)))
+                for position, (stripe_field, crm_key) in enumerate(MAPPINGS[self.mapping]):
+                    res.mappings.append(FieldMapping(position=position, stripe_field=stripe_field,
+                                                     field_id=fields[crm_key].id))
+                db.session.add(res)
             db.session.commit()
             db.engine.dispose()
+        self.token = self.tokens[self.kind]
 
     def start_web(self, wsgi: str | None = None) -> str:
         """gunicorn with the configured number of sync workers; returns the base URL."""
@@ -167,15 +213,40 @@ class Stack:
             proc.wait(timeout=30)
         self.workers.clear()
 
-    def count_done(self) -> int:
-        """Events that reached a final state."""
-        from sqlalchemy import create_engine, text
+    def engine(self):
+        """One SQLAlchemy engine on the Stack's database, for reading results."""
+        from sqlalchemy import create_engine
         engine = getattr(self, "_engine", None) or create_engine(_sqlalchemy_url(self.database_url))
         self._engine = engine
-        with engine.connect() as conn:
+        return engine
+
+    def count_done(self) -> int:
+        """Events that reached a final state."""
+        from sqlalchemy import text
+        with self.engine().connect() as conn:
             return conn.execute(text(
                 "SELECT count(*) FROM stripe_events WHERE status IN ('processed', 'skipped', 'ignored', 'failed')"
             )).scalar()
+
+    def status_counts(self) -> dict[str, int]:
+        """stripe_events rows by status."""
+        from sqlalchemy import text
+        with self.engine().connect() as conn:
+            return {status: n for status, n in conn.execute(text(
+                "SELECT status, count(*) FROM stripe_events GROUP BY status"))}
+
+    def event_times(self) -> list[tuple[datetime, datetime]]:
+        """(received_at, processed_at) of every stripe_events row with a processed_at, as naive UTC."""
+        from sqlalchemy import text
+        with self.engine().connect() as conn:
+            rows = conn.execute(text(
+                "SELECT received_at, processed_at FROM stripe_events WHERE processed_at IS NOT NULL")).all()
+        return [(_as_datetime(r[0]), _as_datetime(r[1])) for r in rows]
+
+
+def _as_datetime(value) -> datetime:
+    """SQLite hands DateTime columns back as ISO text through plain SQL."""
+    return datetime.fromisoformat(value) if isinstance(value, str) else value
 
 
 def _sqlalchemy_url(url: str) -> str:

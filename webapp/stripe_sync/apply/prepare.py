@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from collections.abc import Mapping
-from concurrent.futures import Future
+from concurrent.futures import Future, wait
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -94,39 +94,67 @@ def _learned_from(entry: Entry) -> list[Learned]:
 
 
 class Preparation:
-    """A batch whose customers are being retrieved; `finish()` gives each entry's Prepared (or error)."""
+    """A batch whose customers are being retrieved. Entries are resolved when ready (their customer
+    known, or not needed), so a drain can write the ready ones while the rest wait for Stripe."""
 
-    def __init__(self, entries: list[Entry], needs: list[str | None], known: dict, learned: list[Learned],
-                 futures: dict[tuple[int, str], tuple[Fetcher, Future]]):
+    def __init__(self, entries: list[Entry], needs: list[str | None], known: dict,
+                 learned: list[list[Learned]], futures: dict[tuple[int, str], tuple[Fetcher, Future]]):
         self.entries, self.needs, self.known, self.learned, self.futures = entries, needs, known, learned, futures
+        self.errors: dict[tuple[int, str], BaseException] = {}
+        self.collected: set[tuple[int, str]] = set()
 
-    def finish(self) -> list[Prepared | BaseException]:
-        """Wait for the retrieves, then resolve every entry (errors are returned, not raised)."""
-        errors: dict[tuple[int, str], BaseException] = {}
+    def is_ready(self, index: int) -> bool:
+        """True when the entry's needed customer has been answered (or it needs none)."""
+        future = self.futures.get((self.entries[index].account_id, self.needs[index]))
+        return future is None or future[1].done()
+
+    def waiting(self) -> list[Future]:
+        """The retrieves not answered yet."""
+        return [future for _, future in self.futures.values() if not future.done()]
+
+    def finish(self) -> tuple[list[Prepared | BaseException], list[Learned]]:
+        """Wait for every retrieve, then resolve every entry."""
+        wait(self.waiting())
+        return self.resolve(range(len(self.entries)))
+
+    def resolve(self, indices) -> tuple[list[Prepared | BaseException], list[Learned]]:
+        """Each ready entry's Prepared (or error, returned not raised), and what was learned since the
+        last call (to be remembered by the transaction that writes these entries)."""
+        learned: list[Learned] = []
         for key, (fetcher, future) in self.futures.items():
+            if key in self.collected or not future.done():
+                continue
+            self.collected.add(key)
             try:
                 record = future.result()
             except Exception as exc:  # noqa: BLE001 - the events needing this customer fail alone
-                errors[key] = exc
+                self.errors[key] = exc
                 fetcher.futures.pop(key[1], None)  # a later batch asks again
                 continue
-            self.learned.append(record)
+            learned.append(record)
             if key not in self.known or record.described_at > self.known[key].described_at:
                 self.known[key] = record
         results: list[Prepared | BaseException] = []
-        for entry, needed in zip(self.entries, self.needs):
-            def fetch(customer_id: str, entry=entry, needed=needed) -> Mapping | None:
-                """The best record of the customer; the retrieve's error if this event needed it."""
-                key = (entry.account_id, customer_id)
-                if needed == customer_id and key in errors:
-                    raise errors[key]
-                record = self.known.get(key)
-                return record.data if record is not None else None
-            try:
-                results.append(prepare(entry.event_type, entry.obj, fetch))
-            except Exception as exc:  # noqa: BLE001 - this event fails alone and is retried alone
-                results.append(exc)
-        return results
+        for index in indices:
+            learned.extend(self.learned[index])
+            results.append(self._prepare(index))
+        return results, learned
+
+    def _prepare(self, index: int) -> Prepared | BaseException:
+        """One entry, with the best record of its customer; the retrieve's error if it needed it."""
+        entry, needed = self.entries[index], self.needs[index]
+
+        def fetch(customer_id: str) -> Mapping | None:
+            """The best record of the customer, or the retrieve's error."""
+            key = (entry.account_id, customer_id)
+            if key in self.errors:
+                raise self.errors[key]
+            record = self.known.get(key)
+            return record.data if record is not None else None
+        try:
+            return prepare(entry.event_type, entry.obj, fetch if needed else None)
+        except Exception as exc:  # noqa: BLE001 - this event fails alone and is retried alone
+            return exc
 
 
 class Resolver:
@@ -139,24 +167,23 @@ class Resolver:
         """Read what is known, roll back, and start retrieving the rest; returns at once."""
         fields = _mapped_fields({e.resource_id for e in entries} - {None})
         fresh = float(setting("STRIPE_CUSTOMER_FRESH_SECONDS"))
-        learned: list[Learned] = []
+        learned: list[list[Learned]] = []
         needs: list[str | None] = []
         named: dict[int, set[str]] = defaultdict(set)
         for entry in entries:
-            customer_id = None
-            if effect_for_event(entry.event_type) is not None:
-                learned.extend(_learned_from(entry))
-                customer_id = linked_customer_id(entry.obj)
-                if customer_id:
-                    named[entry.account_id].add(customer_id)
-                    if object_serves(entry.event_type, entry.obj, fields.get(entry.resource_id, ())):
-                        customer_id = None
+            handled = effect_for_event(entry.event_type) is not None
+            learned.append(_learned_from(entry) if handled else [])
+            customer_id = linked_customer_id(entry.obj) if handled else None
+            if customer_id and object_serves(entry.event_type, entry.obj, fields.get(entry.resource_id, ())):
+                customer_id = None  # the event's own details, always: the result never depends on timing
+            if customer_id:
+                named[entry.account_id].add(customer_id)
             needs.append(customer_id)
         known: dict[tuple[int, str], Learned] = {}
         for account_id, ids in named.items():
             known.update(((account_id, cid), rec) for cid, rec in customer_store.load(account_id, ids, fresh).items())
         since = customer_store.fresh_since(fresh)
-        for key, record in customer_store.newest(learned).items():
+        for key, record in customer_store.newest(r for rs in learned for r in rs).items():
             if record.described_at >= since and (key not in known or record.described_at > known[key].described_at):
                 known[key] = record
         wanted = {(e.account_id, cid) for e, cid in zip(entries, needs) if cid} - known.keys()

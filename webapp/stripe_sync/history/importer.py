@@ -296,13 +296,13 @@ def prepare_records(run: writer.Run, objects: list[dict], resolver: Resolver
             entries.append(Entry(run.account_id, run.resource_id, record.event_type, obj, read_at))
             positions.append(len(records))
         records.append(record)
-    preparation = resolver.start(entries)
-    for index, prepared in zip(positions, preparation.finish()):
+    results, learned = resolver.start(entries).finish()
+    for index, prepared in zip(positions, results):
         if isinstance(prepared, BaseException):
             records[index].error = prepared  # this record fails (and is retried); the page goes on
         else:
             records[index].prepared = prepared
-    return records, preparation.learned
+    return records, learned
 
 
 def _after_page(result: writer.PageResult) -> None:

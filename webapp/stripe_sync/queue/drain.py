@@ -7,15 +7,18 @@ EVENT_DRAIN_SECONDS have passed; an event's own job is the same thing for one id
    leaves a trace and the sweep can stop requeuing an event that kills workers (sweep.py).
 2. Parse the payloads and start resolving customers (apply/prepare.py: remembered ones, the rest
    retrieved from Stripe in parallel) with no transaction open.
-3. Take the next batch and start its customers too, so Stripe's answer time overlaps the writing.
-4. Apply the batch in one transaction (apply/batch.py), where a failing event is recorded failed
-   alone and retried by a job of its own.
+3. Write the events that are ready (their customer known, or not needed) in one transaction
+   (apply/batch.py), where a failing event is recorded failed alone and retried by a job of its own.
+   Events still waiting for Stripe stay held (up to HELD_BATCHES batches' worth) while the drain
+   takes more, so a slow or rate-limited Stripe delays only the events that need it.
 """
 from __future__ import annotations
 
 import json
 import logging
 import time
+from concurrent import futures
+from dataclasses import dataclass
 
 from sqlalchemy import update
 
@@ -31,47 +34,57 @@ from webapp.tunables import setting
 
 log = logging.getLogger(__name__)
 
+HELD_BATCHES = 4  # a drain holds at most this many batches' worth of events waiting for Stripe
+READY_WAIT_SECONDS = 0.05  # with nothing ready and nothing new, wait this long for Stripe, then look again
+
 
 def drain(queue, worker_name: str, shard: int = 0) -> str:
-    """The drain job's loop: take a batch of the shard, process it, repeat until nothing is pending or
+    """The drain job's loop: take events of the shard and start their customers; write the ones that
+    are ready (customer known, or not needed) in batches; repeat until nothing is pending or held, or
     time is up; then release the shard and, if anything is left (or came after the last look),
-    queue the next drain for it. The next batch is taken and its customers asked of Stripe before
-    the current one is written, so Stripe's answer time overlaps the database's work."""
+    queue the next drain for it. An event waiting for Stripe never holds up one that is not."""
     from webapp.metrics import EVENTS_PROCESSED, PROCESSING_SECONDS
 
     size = batch_size()
     hold = float(setting("EVENT_JOB_TIMEOUT"))
     until = time.monotonic() + float(setting("EVENT_DRAIN_SECONDS"))
     resolver = Resolver()
+    held = Held()
     done = 0
-
-    def take() -> Batch | None:
-        """The next batch, started; its events go back to pending if starting it fails."""
-        ids = pending.take(queue, shard, size, worker_name, hold)
-        try:
-            return _start(ids, resolver)
-        except BaseException:
-            pending.give_back(queue, shard, ids)
-            raise
-
     try:
-        batch = take()
-        while batch is not None:
-            ahead = None
+        while True:
+            first = done == 0 and not held  # a drain takes one batch however short its time
+            if (first or time.monotonic() < until) and len(held) < size * HELD_BATCHES:
+                ids = pending.take(queue, shard, size, worker_name, hold)
+                try:
+                    gone = held.add(ids, _start(ids, resolver))
+                except BaseException:
+                    pending.give_back(queue, shard, ids)
+                    raise
+                if gone:  # done before we took them (a retry job, the Retry button)
+                    pending.finish(queue, gone)
+                    done += len(gone)
+                    EVENTS_PROCESSED.labels(outcome=ALREADY_DONE.replace(" ", "_")).inc(len(gone))
+                took = bool(ids)
+            else:
+                took = False
+            if not held:
+                break
+            ready = held.pop_ready(size, wait_seconds=0 if took else READY_WAIT_SECONDS,
+                                   wait_all=time.monotonic() >= until)
+            if not ready:
+                continue
             try:
-                if time.monotonic() < until:
-                    ahead = take()
-                result = batch.finish()
+                result = _write(ready)
             except BaseException:
-                pending.give_back(queue, shard, batch.ids + (ahead.ids if ahead else []))
+                pending.give_back(queue, shard, [slot.item.ref.id for slot in ready] + held.ids)
                 raise
-            pending.finish(queue, batch.ids)
-            done += len(batch.ids)
+            pending.finish(queue, [slot.item.ref.id for slot in ready])
+            done += len(ready)
             for outcome, count in result.outcomes.items():
                 EVENTS_PROCESSED.labels(outcome=outcome.replace(" ", "_")).inc(count)
-            for _ in batch.ids:
+            for _ in ready:
                 PROCESSING_SECONDS.observe(result.seconds)
-            batch = ahead
     finally:
         pending.release(queue, shard)  # after a failure too: the next delivery (or the sweep) re-arms
     if pending.has_pending(queue, shard):  # time is up, or a delivery came after our last look
@@ -90,49 +103,95 @@ def process_event(event_row_id: int) -> str:
 
 def process_events(row_ids: list[int]) -> BatchResult:
     """Count the attempts, prepare with no transaction open, apply in one transaction."""
-    batch = _start(row_ids, Resolver())
-    return batch.finish() if batch is not None else _all_done(len(row_ids))
-
-
-class Batch:
-    """Taken events whose customers are being resolved; `finish()` writes them."""
-
-    def __init__(self, ids: list[int], items: list[Item], entries: list[int], preparation: Preparation):
-        self.ids, self.items, self.entries, self.preparation = ids, items, entries, preparation
-
-    def finish(self) -> BatchResult:
-        """Wait for the customers, then apply the batch in one transaction."""
-        for index, prepared in zip(self.entries, self.preparation.finish()):
-            if isinstance(prepared, BaseException):
-                self.items[index].error = prepared
-            else:
-                self.items[index].prepared = prepared
-        result = BatchResult()
-        if self.items:
-            try:
-                result = apply(Source(self.items, self.preparation.learned))
-            except Exception as exc:
-                record_failures(self.items, exc)
-                raise
-        if len(self.items) < len(self.ids):
-            result.outcomes[ALREADY_DONE] += len(self.ids) - len(self.items)
-        return result
-
-
-def _all_done(n: int) -> BatchResult:
-    """The result of a batch whose events were all done before it started."""
-    result = BatchResult()
-    result.outcomes[ALREADY_DONE] += n
+    held = Held()
+    gone = held.add(row_ids, _start(row_ids, Resolver()))
+    result = _write(held.pop_ready(len(held), wait_seconds=0, wait_all=True)) if held else BatchResult()
+    if gone:
+        result.outcomes[ALREADY_DONE] += len(gone)
     return result
 
 
-def _start(row_ids: list[int], resolver: Resolver) -> Batch | None:
-    """Count the attempts, parse the payloads and start resolving customers; None when there is nothing."""
+@dataclass
+class Slot:
+    """One taken event: its item, and where its customer is being resolved (None: its payload was bad)."""
+
+    item: Item
+    preparation: Preparation | None
+    index: int = -1
+
+    @property
+    def ready(self) -> bool:
+        """Its customer is answered, or it needs none."""
+        return self.preparation is None or self.preparation.is_ready(self.index)
+
+
+class Held:
+    """Taken events not written yet, oldest first."""
+
+    def __init__(self):
+        self.slots: list[Slot] = []
+
+    def __len__(self) -> int:
+        return len(self.slots)
+
+    @property
+    def ids(self) -> list[int]:
+        """Their row ids (to give back if the drain fails)."""
+        return [slot.item.ref.id for slot in self.slots]
+
+    def add(self, ids: list[int], started: tuple[list[Slot], list[int]]) -> list[int]:
+        """Hold the started events; returns the ids that were done already."""
+        slots, gone = started
+        self.slots.extend(slots)
+        return gone
+
+    def pop_ready(self, limit: int, wait_seconds: float, wait_all: bool = False) -> list[Slot]:
+        """Up to `limit` ready events, oldest first. With none ready, wait up to `wait_seconds` for a
+        customer to be answered (for all of them, with `wait_all`)."""
+        if not any(slot.ready for slot in self.slots):
+            waiting = {f for p in {id(s.preparation): s.preparation for s in self.slots if s.preparation}.values()
+                       for f in p.waiting()}
+            if waiting and (wait_all or wait_seconds > 0):
+                futures.wait(waiting, timeout=None if wait_all else wait_seconds,
+                             return_when=futures.ALL_COMPLETED if wait_all else futures.FIRST_COMPLETED)
+        ready, rest = [], []
+        for slot in self.slots:
+            (ready if slot.ready and len(ready) < limit else rest).append(slot)
+        self.slots = rest
+        return ready
+
+
+def _write(slots: list[Slot]) -> BatchResult:
+    """Resolve the ready events' customers and apply them in one transaction."""
+    learned = []
+    by_preparation: dict[int, list[Slot]] = {}
+    for slot in slots:
+        if slot.preparation is not None:
+            by_preparation.setdefault(id(slot.preparation), []).append(slot)
+    for group in by_preparation.values():
+        results, found = group[0].preparation.resolve([slot.index for slot in group])
+        learned.extend(found)
+        for slot, prepared in zip(group, results):
+            if isinstance(prepared, BaseException):
+                slot.item.error = prepared
+            else:
+                slot.item.prepared = prepared
+    items = [slot.item for slot in slots]
+    try:
+        return apply(Source(items, learned))
+    except Exception as exc:
+        record_failures(items, exc)
+        raise
+
+
+def _start(row_ids: list[int], resolver: Resolver) -> tuple[list[Slot], list[int]]:
+    """Count the attempts, parse the payloads and start resolving customers; returns the taken events
+    and the ids that were done already."""
     if not row_ids:
-        return None
+        return [], []
     items, payloads = _load(row_ids)
-    entries, positions = [], []
-    for index, (item, payload) in enumerate(zip(items, payloads)):
+    slots, entries = [], []
+    for item, payload in zip(items, payloads):
         item.started = time.monotonic()
         try:
             obj = json.loads(payload)["data"]["object"]
@@ -140,10 +199,16 @@ def _start(row_ids: list[int], resolver: Resolver) -> Batch | None:
                 raise ValueError("the event's data.object is not an object")
         except Exception as exc:  # noqa: BLE001 - this event fails alone and is retried alone
             item.error = exc
+            slots.append(Slot(item, None))
             continue
+        slots.append(Slot(item, None, len(entries)))
         entries.append(Entry(item.ref.account_id, item.ref.resource_id, item.ref.type, obj, item.ref.created))
-        positions.append(index)
-    return Batch(list(row_ids), items, positions, resolver.start(entries))
+    preparation = resolver.start(entries)
+    for slot in slots:
+        if slot.index >= 0:
+            slot.preparation = preparation
+    loaded = {item.ref.id for item in items}
+    return slots, [i for i in row_ids if i not in loaded]
 
 
 def _load(row_ids: list[int]) -> tuple[list[Item], list[str]]:
