@@ -189,3 +189,21 @@ def test_retrieves_stay_within_the_request_budget(app, db, connect_resource, pos
     assert sorted(retrieves(stripe_double)) == people
     assert stripe_double.max_per_second(RETRIEVE) <= 25
     assert not [r for r in stripe_double.requests if r.status == 429]
+
+
+def test_an_event_waiting_for_stripe_does_not_hold_up_one_that_is_not(app, db, connect_resource, post_event,
+                                                                     run_worker, stripe_double):
+    """Stripe answers in 1.5 s: the invoice (its own details serve the mapping) is written while the
+    subscription delivered before it still waits for its customer."""
+    people = add_people(stripe_double, 1)
+    subscriptions, invoices = connect_resource("subscription"), connect_resource("invoice")
+    post_event(subscriptions, subscription_event(1, people[0]))
+    post_event(invoices, event_bytes("invoice.payment_succeeded", id="evt_inv_ready", object__customer=people[0]))
+    stripe_double.set_latency(1.5)
+    try:
+        run_worker()
+    finally:
+        stripe_double.set_latency(0)
+    sub, inv = db.session.execute(select(StripeEvent.status, StripeEvent.processed_at).order_by(StripeEvent.id)).all()
+    assert sub.status == inv.status == "processed"
+    assert (sub.processed_at - inv.processed_at).total_seconds() >= 1.0

@@ -295,40 +295,35 @@ def test_contact_insert_race_is_absorbed(app, db, connect_resource, post_event, 
     assert count(db, Contact) == 1
 
 
-def test_unique_row_insert_race_is_absorbed(app, db, connect_resource, monkeypatch):
-    """Same for the E-commerce Customer: the racing insert loses and reads the winner's row."""
-    from sqlalchemy import text
-
-    from webapp.stripe_sync.apply import commerce as handlers
-
+def test_unique_row_insert_race_is_absorbed(app, db, connect_resource, post_event, run_worker, monkeypatch):
+    """The other worker's E-commerce Customer appears between our look-up and our insert: the flush
+    fails on the unique key, the batch replays and uses their row."""
     resource = connect_resource("subscription")
-    contact = Contact(email="race@example.com")
+    contact = Contact(email="ada@example.com")
     contact.refresh_keys()
     db.session.add(contact)
     db.session.flush()
     winner = EcommerceCustomer(account_id=resource.account_id, contact_id=contact.id)
     db.session.add(winner)
     db.session.commit()
+    winner_id = winner.id
+    assert post_event(resource, "customer.subscription.created").status_code == 200
     real_scalars = db.session.scalars
-    calls = []
+    lookups = []
 
     def first_lookup_misses(statement, *a, **kw):
-        calls.append(statement)
-        result = real_scalars(statement, *a, **kw)
-        if len(calls) == 1:
-            result.all()
-            return real_scalars(select(EcommerceCustomer).where(EcommerceCustomer.id == -1))
-        return result
+        if "FROM ecommerce_customers" in str(statement):  # the buyer record's look-up
+            lookups.append(statement)
+            if len(lookups) == 1:
+                return real_scalars(select(EcommerceCustomer).where(EcommerceCustomer.id == -1))
+        return real_scalars(statement, *a, **kw)
 
-    db.session.execute(text("UPDATE contacts SET phone = phone"))
     monkeypatch.setattr(db.session, "scalars", first_lookup_misses)
-    row, created = handlers._get_or_insert(
-        EcommerceCustomer, {"account_id": resource.account_id, "contact_id": contact.id},
-        lambda: EcommerceCustomer(account_id=resource.account_id, contact_id=contact.id))
+    run_worker()
     monkeypatch.undo()
-    db.session.commit()
-    assert created is False and row.id == winner.id and len(calls) == 2
-    assert count(db, EcommerceCustomer) == 1
+    event = db.session.scalar(select(StripeEvent))
+    assert (event.status, len(lookups)) == ("processed", 2)
+    assert db.session.scalars(select(EcommerceCustomer.id)).all() == [winner_id]
 
 
 @pytest.mark.parametrize("batch_size", [50, 1], ids=["drain batch", "own job"])

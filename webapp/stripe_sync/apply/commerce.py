@@ -1,9 +1,9 @@
 """E-commerce effects of an event: recurring payments, orders, refunds and the E-commerce Customer.
 
 Each handler runs inside the worker's transaction, after the contact is written, and returns a
-short note for the sync log. Rows are upserted by their Stripe ids under unique constraints
-(insert in a savepoint, on IntegrityError read the winner's row), then row-locked before their
-stamps are compared, so two workers never both "win".
+short note for the sync log. Rows are found by their Stripe ids under unique constraints and
+row-locked before their stamps are compared, so two workers never both "win"; a row inserted by
+another writer at the same time fails this batch's flush, and the batch is replayed (batch.py).
 
 Decisions:
 - Recurring payment history: one RecurringPaymentStatus row per processed subscription event,
@@ -36,6 +36,8 @@ from webapp.stripe_sync.apply.commerce_data import (
 from webapp.money import format_amount
 from webapp.stripe_sync.models import EventRef
 from webapp.stripe_sync.apply.stamps import is_newer, subscription_update_wins
+from webapp.timeutil import utcnow
+from webapp.upsert import dialect_insert
 from webapp.stripe_sync.apply.triggers import (
     MAKES_PURCHASE, RECURRING_PAYMENT_CREATED, RECURRING_PAYMENT_UPDATED, fire_trigger,
 )
@@ -74,35 +76,40 @@ def from_epoch(value) -> datetime | None:
         return None
 
 
-def _get_or_insert(model, lookup: dict, make) -> tuple[object, bool]:
-    """Row-locked row for a unique key, inserted when missing; a racing insert loses gracefully."""
-    query = select(model).filter_by(**lookup).with_for_update().execution_options(populate_existing=True)
-    row = db.session.scalars(query).first()
+def _get_or_insert(ctx: Context, model, lookup: dict, make) -> tuple[object, bool]:
+    """Row-locked row for a unique key, inserted when missing. The batch remembers the rows it read or
+    added (ctx.cache.rows), so each key costs one query per batch and the query needs no flush of the
+    whole session first. A racing insert by another writer fails the flush with IntegrityError, and
+    the batch's transaction is replayed (batch.py), seeing the other's row."""
+    key = (model, tuple(sorted(lookup.items())))
+    row = ctx.cache.rows.get(key)
     if row is not None:
         return row, False
-    row = make()
-    try:
-        with db.session.begin_nested():
-            db.session.add(row)
-    except IntegrityError:
-        row = db.session.scalars(query).first()
-        if row is None:
-            raise
-        return row, False
-    return row, True
+    with db.session.no_autoflush:
+        row = db.session.scalars(select(model).filter_by(**lookup).with_for_update()
+                                 .execution_options(populate_existing=True)).first()
+    created = row is None
+    if created:
+        row = make()
+        db.session.add(row)
+    ctx.cache.rows[key] = row
+    return row, created
 
 
 # --- E-commerce Customer ---------------------------------------------------------------------------
 
-def ensure_ecommerce_customer(ctx: Context, contact_id: int | None = None) -> EcommerceCustomer:
-    """The contact's buyer record for this account, with totals recomputed from its orders."""
+def ensure_ecommerce_customer(ctx: Context, contact_id: int | None = None,
+                              orders_changed: bool = True) -> EcommerceCustomer:
+    """The contact's buyer record for this account, with totals recomputed from its orders (when they
+    changed, or the record is new)."""
     contact_id = contact_id or ctx.contact.id
-    customer, _created = _get_or_insert(
-        EcommerceCustomer, {"account_id": ctx.account_id, "contact_id": contact_id},
+    customer, created = _get_or_insert(
+        ctx, EcommerceCustomer, {"account_id": ctx.account_id, "contact_id": contact_id},
         lambda: EcommerceCustomer(account_id=ctx.account_id, contact_id=contact_id, total_revenue=0, total_orders=0))
     if ctx.stripe_customer_id and contact_id == ctx.contact.id:
         customer.stripe_customer_id = ctx.stripe_customer_id
-    recompute_totals(customer)
+    if orders_changed or created:
+        recompute_totals(customer)
     return customer
 
 
@@ -138,8 +145,8 @@ def apply_subscription(ctx: Context) -> str:
                                 status=data["status"], stripe_status=data["stripe_status"] or "",
                                 source_event_created=0, source_event_row_id=0)
 
-    payment, created = _get_or_insert(RecurringPayment, {"account_id": ctx.account_id, "external_id": external_id},
-                                      make)
+    payment, created = _get_or_insert(ctx, RecurringPayment,
+                                      {"account_id": ctx.account_id, "external_id": external_id}, make)
     current = None if created else (payment.source_event_created, payment.source_event_row_id)
     applied = subscription_update_wins(None if created else payment.status, current,
                                        data["status"], event.type, ctx.stamp)
@@ -157,7 +164,7 @@ def apply_subscription(ctx: Context) -> str:
         payment.source_event_created, payment.source_event_row_id = ctx.stamp
     db.session.flush()
     _record_status(payment, data, event)
-    ensure_ecommerce_customer(ctx)
+    ensure_ecommerce_customer(ctx, orders_changed=False)  # a subscription changes no order
     details = {"recurring_payment_id": payment.id, "subscription": external_id, "status": payment.status,
                "stripe_status": payment.stripe_status}
     if created:
@@ -171,19 +178,11 @@ def apply_subscription(ctx: Context) -> str:
 
 
 def _record_status(payment: RecurringPayment, data: dict, event: EventRef) -> None:
-    """One history row per event, once even when the event is processed again."""
-    exists = db.session.scalar(select(RecurringPaymentStatus.id).where(
-        RecurringPaymentStatus.recurring_payment_id == payment.id,
-        RecurringPaymentStatus.event_row_id == event.id))
-    if exists is not None:
-        return
-    try:
-        with db.session.begin_nested():
-            db.session.add(RecurringPaymentStatus(
-                recurring_payment_id=payment.id, status=data["status"], stripe_status=data["stripe_status"] or "",
-                event_type=event.type, event_created=event.created, event_row_id=event.id))
-    except IntegrityError:
-        pass
+    """One history row per event, once even when the event is processed again (one statement)."""
+    db.session.execute(dialect_insert(RecurringPaymentStatus.__table__).values(
+        recurring_payment_id=payment.id, status=data["status"], stripe_status=data["stripe_status"] or "",
+        event_type=event.type, event_created=event.created, event_row_id=event.id, recorded_at=utcnow(),
+    ).on_conflict_do_nothing(index_elements=["recurring_payment_id", "event_row_id"]))
 
 
 # --- checkout sessions ---------------------------------------------------------------------------
@@ -203,7 +202,7 @@ def apply_checkout_session(ctx: Context) -> str:
         return Order(account_id=ctx.account_id, contact_id=ctx.contact.id, external_id=external_id,
                      status=ORDER_PAID, ordered_at=ordered_at, amount_total=0, currency="usd")
 
-    order, created = _get_or_insert(Order, {"account_id": ctx.account_id, "external_id": external_id}, make)
+    order, created = _get_or_insert(ctx, Order, {"account_id": ctx.account_id, "external_id": external_id}, make)
     if created or is_newer(ctx.stamp, (order.source_event_created, order.source_event_row_id)):
         order.contact_id = ctx.contact.id
         order.payment_intent = data.get("payment_intent")

@@ -95,6 +95,7 @@ class ContactCache:
         self.new_firings: list[dict] = []  # staged by triggers.fire_trigger, inserted at the flush
         self.tag_ids: dict[str, int] = {}
         self.fields: dict[str, ContactField] = {}
+        self.rows: dict[tuple, object] = {}  # commerce rows read or added by this batch (commerce._get_or_insert)
 
     @classmethod
     def load(cls, emails: Iterable[str], resources: dict[int | None, StripeResource | None],

@@ -258,10 +258,11 @@ def check(run: writer.Run) -> None:
 def _import(run: writer.Run) -> str:
     """The page loop of one slice."""
     account = db.session.get(StripeAccount, run.account_id)
-    reader = HistoryReader(client_for_account(account), run.kind, budget_for(account), _ImportWaiter(run), ReaderSettings(
+    settings = ReaderSettings(
         backoff_base=float(setting("BACKFILL_BACKOFF_BASE")), backoff_max=float(setting("BACKFILL_BACKOFF_MAX")),
         rate_limit_retries=int(setting("BACKFILL_RATE_LIMIT_RETRIES")),
-        error_retries=int(setting("BACKFILL_ERROR_RETRIES"))))
+        error_retries=int(setting("BACKFILL_ERROR_RETRIES")))
+    reader = HistoryReader(client_for_account(account), run.kind, budget_for(account), _ImportWaiter(run), settings)
     resolver = Resolver()
     slice_end = run.started + float(setting("BACKFILL_SLICE_SECONDS"))
     db.session.rollback()  # nothing stays open while Stripe is asked
