@@ -57,9 +57,9 @@ def drain(queue, worker_name: str, shard: int = 0) -> str:
             if (first or time.monotonic() < until) and len(held) < size * HELD_BATCHES:
                 ids = pending.take(queue, shard, size, worker_name, hold)
                 try:
-                    gone = held.add(ids, _start(ids, resolver))
+                    gone = held.add(_start(ids, resolver))
                 except BaseException:
-                    pending.give_back(queue, shard, ids)
+                    pending.give_back(queue, shard, ids + held.ids)
                     raise
                 if gone:  # done before we took them (a retry job, the Retry button)
                     pending.finish(queue, gone)
@@ -104,7 +104,7 @@ def process_event(event_row_id: int) -> str:
 def process_events(row_ids: list[int]) -> BatchResult:
     """Count the attempts, prepare with no transaction open, apply in one transaction."""
     held = Held()
-    gone = held.add(row_ids, _start(row_ids, Resolver()))
+    gone = held.add(_start(row_ids, Resolver()))
     result = _write(held.pop_ready(len(held), wait_seconds=0, wait_all=True)) if held else BatchResult()
     if gone:
         result.outcomes[ALREADY_DONE] += len(gone)
@@ -139,7 +139,7 @@ class Held:
         """Their row ids (to give back if the drain fails)."""
         return [slot.item.ref.id for slot in self.slots]
 
-    def add(self, ids: list[int], started: tuple[list[Slot], list[int]]) -> list[int]:
+    def add(self, started: tuple[list[Slot], list[int]]) -> list[int]:
         """Hold the started events; returns the ids that were done already."""
         slots, gone = started
         self.slots.extend(slots)
