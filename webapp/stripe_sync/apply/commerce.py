@@ -162,11 +162,10 @@ def apply_subscription(ctx: Context) -> str:
         payment.trial_end = from_epoch(data.get("trial_end"))
         payment.canceled_at = from_epoch(data.get("canceled_at") or data.get("ended_at"))
         payment.source_event_created, payment.source_event_row_id = ctx.stamp
-    db.session.flush()
-    _record_status(payment, data, event)
+    _record_status(ctx, payment, data)
     ensure_ecommerce_customer(ctx, orders_changed=False)  # a subscription changes no order
-    details = {"recurring_payment_id": payment.id, "subscription": external_id, "status": payment.status,
-               "stripe_status": payment.stripe_status}
+    details = {"recurring_payment_id": lambda: payment.id,  # a new row has its id after the batch's flush
+               "subscription": external_id, "status": payment.status, "stripe_status": payment.stripe_status}
     if created:
         fire_trigger(ctx.cache, RECURRING_PAYMENT_CREATED, ctx.contact, event, details)
     elif applied:
@@ -177,12 +176,24 @@ def apply_subscription(ctx: Context) -> str:
     return f"recurring payment {label}: kept {payment.status} (this event is older)"
 
 
-def _record_status(payment: RecurringPayment, data: dict, event: EventRef) -> None:
-    """One history row per event, once even when the event is processed again (one statement)."""
-    db.session.execute(dialect_insert(RecurringPaymentStatus.__table__).values(
-        recurring_payment_id=payment.id, status=data["status"], stripe_status=data["stripe_status"] or "",
-        event_type=event.type, event_created=event.created, event_row_id=event.id, recorded_at=utcnow(),
-    ).on_conflict_do_nothing(index_elements=["recurring_payment_id", "event_row_id"]))
+def _record_status(ctx: Context, payment: RecurringPayment, data: dict) -> None:
+    """One history row per event, once even when the event is processed again. Staged, and written for
+    the whole batch in one statement once the batch's flush has given new payments their ids."""
+    staged = ctx.cache.rows.setdefault(("recurring statuses",), [])
+    if not staged:
+        ctx.cache.after_flush.append(lambda: _insert_statuses(staged))
+    event = ctx.event
+    staged.append((payment, dict(status=data["status"], stripe_status=data["stripe_status"] or "",
+                                 event_type=event.type, event_created=event.created, event_row_id=event.id,
+                                 recorded_at=utcnow())))
+
+
+def _insert_statuses(staged: list) -> None:
+    """The staged history rows (INSERT … ON CONFLICT DO NOTHING: a replayed event adds nothing)."""
+    stmt = dialect_insert(RecurringPaymentStatus.__table__).on_conflict_do_nothing(
+        index_elements=["recurring_payment_id", "event_row_id"])
+    db.session.execute(stmt, [dict(row, recurring_payment_id=payment.id) for payment, row in staged])
+    staged.clear()
 
 
 # --- checkout sessions ---------------------------------------------------------------------------

@@ -27,7 +27,7 @@ and written in bulk inserts when the batch flushes. Decisions:
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from sqlalchemy import func, insert, select, text
@@ -96,6 +96,7 @@ class ContactCache:
         self.tag_ids: dict[str, int] = {}
         self.fields: dict[str, ContactField] = {}
         self.rows: dict[tuple, object] = {}  # commerce rows read or added by this batch (commerce._get_or_insert)
+        self.after_flush: list[Callable[[], None]] = []  # inserts that need the ids the flush gives (commerce)
 
     @classmethod
     def load(cls, emails: Iterable[str], resources: dict[int | None, StripeResource | None],
@@ -192,8 +193,12 @@ class ContactCache:
                 self.new_links.append({"contact_id": contact.id, "tag_id": tag_id, "created_at": utcnow()})
 
     def flush(self) -> None:
-        """Insert the batch's contacts, then what points at them: new stamps, tag links and firings."""
+        """Insert the batch's contacts and new rows, then what points at them: new stamps, tag links,
+        staged rows (a recurring payment's history) and firings."""
         db.session.flush()
+        for step in self.after_flush:
+            step()
+        self.after_flush = []
         if self.new_stamps:
             db.session.execute(insert(ContactFieldStamp.__table__), [
                 {"contact_id": cid, "field_key": key, "event_created": created, "event_row_id": row_id}

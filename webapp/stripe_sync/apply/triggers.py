@@ -51,6 +51,9 @@ def insert_firings(rows: list[dict]) -> list[int]:
     for the listeners; returns those ids."""
     if not rows:
         return []
+    for row in rows:  # a detail only the flush could give (a new row's id) was staged as a callable
+        if row["details"] and any(callable(v) for v in row["details"].values()):
+            row["details"] = {k: v() if callable(v) else v for k, v in row["details"].items()}
     table = TriggerFired.__table__
     stmt = dialect_insert(table).on_conflict_do_nothing(index_elements=["trigger", "event_row_id", "contact_id"])
     ids = sorted(db.session.scalars(stmt.returning(table.c.id), rows))  # staged in event order; RETURNING may reorder
