@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 
 from webapp.crm.models import Contact, EcommerceCustomer, Order, RecurringPayment, RecurringPaymentStatus
 from webapp.extensions import db
