@@ -73,13 +73,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate-limit", type=float, default=None,
                         help="API requests per second before a 429 rate_limit (Stripe: 100 live, 25 test); "
                              "off by default")
+    parser.add_argument("--list-rate-limit", type=float, default=None,
+                        help="requests per second on each list endpoint (e.g. GET /v1/customers) before a 429 "
+                             "with Stripe-Rate-Limited-Reason: endpoint-rate (Stripe: 25); off by default")
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     double = StripeDouble(seed=args.seed, allow_local_urls=args.allow_local_urls, host=args.host, port=args.port)
     double.set_latency(args.latency)
-    double.set_rate_limit(args.rate_limit)
+    double.set_rate_limit(args.rate_limit, args.list_rate_limit)
     double.start()
     log.info("Stripe double serving at %s (control endpoints under %s/_double/)", double.url, double.url)
     if args.seed_demo:

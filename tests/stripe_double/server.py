@@ -180,6 +180,19 @@ class _Account:
         return self.collections[key]
 
 
+# Stripe-Rate-Limited-Reason values Stripe documents on its rate-limits page (docs.stripe.com/rate-limits); the
+# double has the two rate limiters (no concurrency or resource-specific ones).
+GLOBAL_RATE = "global-rate"
+ENDPOINT_RATE = "endpoint-rate"
+
+
+def _rate_limited(reason: str) -> StripeError:
+    """A rate_limit 429 as the limiter `reason` answers it, naming the limit in Stripe-Rate-Limited-Reason."""
+    exc = errors.rate_limited()
+    exc.headers["Stripe-Rate-Limited-Reason"] = reason
+    return exc
+
+
 class _Bucket:
     """A token bucket: `rate` requests per second with bursts up to `rate`."""
 
@@ -271,6 +284,8 @@ class StripeDouble:
         self._keys: dict[str, _Key] = {}
         self._fail_rules: list[dict] = []
         self._bucket: _Bucket | None = None
+        self._list_rate: float | None = None
+        self._list_buckets: dict[str, _Bucket] = {}  # per list endpoint (route name), created on first use
         self._latency = 0.0
         self._down = False
         self._requests: list[RequestRecord] = []
@@ -500,10 +515,39 @@ class StripeDouble:
         with self._lock:
             self._fail_rules.append({"remaining": int(n), "status": status, "prefix": path_prefix, "code": code})
 
-    def set_rate_limit(self, per_second: float | None) -> None:
-        """Enforce a token bucket over all API requests (None turns it off), to test throttling behaviour."""
+    def set_rate_limit(self, per_second: float | None, list_per_second: float | None = None) -> None:
+        """Enforce token buckets, to test throttling behaviour: `per_second` over all API requests (Stripe's
+        global limit: 100/s live, 25/s sandbox) and `list_per_second` over each list endpoint on its own
+        (GET /v1/customers, GET /v1/charges, ...; Stripe: 25/s per endpoint). A list call spends a token of
+        both. None (or 0) turns a limit off; each call sets both limits and refills the buckets. A 429 from
+        either carries Stripe-Rate-Limited-Reason: global-rate or endpoint-rate."""
         with self._lock:
             self._bucket = _Bucket(per_second) if per_second else None
+            self._list_rate = float(list_per_second) if list_per_second else None
+            self._list_buckets = {}
+
+    def _list_endpoint(self, method: str, path: str) -> str | None:
+        """The route name of the list endpoint a request hits (e.g. "customers.list"), else None."""
+        if method != "GET":
+            return None
+        for route in ROUTES:
+            if route[0] == method and route[1].fullmatch(path):
+                name = route[4]
+                return name if name.endswith(".list") or name == "line_items" else None
+        return None
+
+    def _check_rate_limits(self, method: str, path: str) -> None:
+        """Spend the request's tokens (under the lock); raise the 429 of the first limit it exceeds."""
+        if self._bucket is not None and not self._bucket.take():
+            raise _rate_limited(GLOBAL_RATE)
+        if self._list_rate is not None:
+            endpoint = self._list_endpoint(method, path)
+            if endpoint is not None:
+                bucket = self._list_buckets.get(endpoint)
+                if bucket is None:
+                    bucket = self._list_buckets[endpoint] = _Bucket(self._list_rate)
+                if not bucket.take():
+                    raise _rate_limited(ENDPOINT_RATE)
 
     def set_latency(self, seconds: float) -> None:
         """Delay every API response, to exercise timeouts and slow-path UI."""
@@ -682,8 +726,7 @@ class StripeDouble:
                 record.append(RequestRecord(method, request.path, key_prefix, params, arrived))
                 self._requests.append(record[0])
                 self._injected_failure(request.path)
-                if self._bucket is not None and not self._bucket.take():
-                    raise errors.rate_limited()
+                self._check_rate_limits(method, request.path)
                 ctx = self._authenticate(request, raw_key, request_id)
             headers["Stripe-Version"] = ctx.api_version
             route, match_args = self._route(method, request.path)
@@ -1192,7 +1235,7 @@ class StripeDouble:
                            body.get("code"))
             return {"ok": True}
         if method == "POST" and parts == ["rate_limit"]:
-            self.set_rate_limit(body.get("per_second"))
+            self.set_rate_limit(body.get("per_second"), body.get("list_per_second"))
             return {"ok": True}
         if method == "POST" and parts == ["latency"]:
             self.set_latency(float(body.get("seconds", 0)))

@@ -471,3 +471,93 @@ def test_stats_endpoint_counts_requests_rate_and_429s(double):
     test_key = requests.post(f"{base}/accounts/{acct}/secret_keys", json={"livemode": False}).json()["key"]
     with pytest.raises(stripe.InvalidRequestError):
         stripe.StripeClient(test_key, base_addresses={"api": double.url}).v1.customers.retrieve("cus_bench_000002")
+
+
+def _get(double, key, path, **params):
+    return requests.get(double.url + path, params=params, headers={"Authorization": f"Bearer {key}"})
+
+
+def test_list_endpoint_rate_limit_names_endpoint_rate(double, account):
+    key = double.add_secret_key(account["id"])
+    double.add_customer(account["id"], id="cus_limited1", email="l@example.test")
+    # Only the per-list-endpoint limit, through the control plane: one list call per second per endpoint.
+    assert requests.post(double.url + "/_double/rate_limit",
+                         json={"per_second": None, "list_per_second": 1}).json() == {"ok": True}
+    assert _get(double, key, "/v1/customers").status_code == 200
+    limited = _get(double, key, "/v1/customers", limit="5")
+    assert limited.status_code == 429
+    assert limited.headers["Stripe-Rate-Limited-Reason"] == "endpoint-rate"
+    assert limited.json()["error"]["code"] == "rate_limit" and "Stripe-Should-Retry" not in limited.headers
+    # Another list endpoint has its own budget; retrieves are not list calls and the global limit is off.
+    assert _get(double, key, "/v1/charges").status_code == 200
+    for _ in range(5):
+        ok = _get(double, key, "/v1/customers/cus_limited1")
+        assert ok.status_code == 200 and "Stripe-Rate-Limited-Reason" not in ok.headers
+    assert _get(double, key, "/v1/account").status_code == 200
+    # The SDK surfaces the header on its RateLimitError.
+    sc = stripe.StripeClient(key, base_addresses={"api": double.url}, max_network_retries=0)
+    with pytest.raises(stripe.RateLimitError) as exc:
+        sc.v1.charges.list()
+    assert exc.value.headers["Stripe-Rate-Limited-Reason"] == "endpoint-rate"
+    double.set_rate_limit(None)  # the one-argument call still works and turns both limits off
+    assert [_get(double, key, "/v1/customers").status_code for _ in range(3)] == [200, 200, 200]
+
+
+def test_global_rate_limit_names_global_rate(double, account):
+    key = double.add_secret_key(account["id"])
+    double.set_rate_limit(2, list_per_second=25)
+    assert _get(double, key, "/v1/account").status_code == 200
+    assert _get(double, key, "/v1/customers").status_code == 200
+    limited = _get(double, key, "/v1/customers")
+    assert limited.status_code == 429 and limited.headers["Stripe-Rate-Limited-Reason"] == "global-rate"
+    assert limited.json()["error"]["code"] == "rate_limit"
+    assert _get(double, key, "/v1/account").headers["Stripe-Rate-Limited-Reason"] == "global-rate"
+    assert double.stats()["rate_limited"] == 2
+
+
+@pytest.mark.parametrize("kind,prefix,path,extra", [
+    ("charges", "ch_", "/v1/charges", {}),
+    ("invoices", "in_", "/v1/invoices", {}),
+    ("subscriptions", "sub_", "/v1/subscriptions", {"status": "active"}),
+    ("checkout_sessions", "cs_test_", "/v1/checkout/sessions", {}),
+])
+def test_created_filters_on_other_lists(double, account, kind, prefix, path, extra):
+    key = double.add_secret_key(account["id"])
+    object_name = {"charges": "charge", "invoices": "invoice", "subscriptions": "subscription",
+                   "checkout_sessions": "checkout.session"}[kind]
+    base = 1_700_000_000
+    for i in range(10):  # created base+0 .. base+9, plus a tie at base+5
+        double.add_object(account["id"], kind, {"id": f"{prefix}{i:02d}", "object": object_name,
+                                                "created": base + i, "livemode": False, **extra})
+    double.add_object(account["id"], kind, {"id": f"{prefix}tie", "object": object_name, "created": base + 5,
+                                            "livemode": False, **extra})
+
+    def created(**params):
+        body = _get(double, key, path, limit="100", **params).json()
+        return [o["created"] for o in body["data"]]
+
+    assert created() == sorted(created(), reverse=True) and len(created()) == 11
+    assert created(**{"created[gt]": str(base + 7)}) == [base + 9, base + 8]
+    assert created(**{"created[gte]": str(base + 7)}) == [base + 9, base + 8, base + 7]
+    assert created(**{"created[lt]": str(base + 2)}) == [base + 1, base]
+    assert created(**{"created[lte]": str(base + 2)}) == [base + 2, base + 1, base]
+    assert created(**{"created[gte]": str(base + 4), "created[lt]": str(base + 7)}) == [
+        base + 6, base + 5, base + 5, base + 4]
+    assert created(created=str(base + 5)) == [base + 5, base + 5]
+    assert created(created=str(base + 50)) == []
+    # Newest first, paged with starting_after inside the window, each object exactly once.
+    seen, after = [], None
+    while True:
+        params = {"created[gte]": str(base + 2), "created[lte]": str(base + 8), "limit": "2"}
+        if after:
+            params["starting_after"] = after
+        body = _get(double, key, path, **params).json()
+        seen.extend(body["data"])
+        if not body["has_more"]:
+            break
+        after = body["data"][-1]["id"]
+    assert [o["created"] for o in seen] == [base + 8, base + 7, base + 6, base + 5, base + 5, base + 4, base + 3,
+                                           base + 2]
+    assert len({o["id"] for o in seen}) == len(seen)
+    bad = _get(double, key, path, **{"created[gt]": "soon"})
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "created[gt]"
