@@ -10,7 +10,7 @@ Decisions:
   threads only talk to Stripe and Redis, never to the database, and no transaction is open while
   they run (the caller reads what it needs first and rolls back).
 - A `Fetcher` belongs to one job and one account; it asks for each customer id once, however many
-  events or batches of the job need it (the drain prepares its next batch while writing the last).
+  events or batches of the job need it (a drain keeps taking events while earlier ones wait).
 - Layers of retry, innermost first:
   1. the SDK (`max_network_retries`) retries connection errors, 5xx, 409 and any 429 that carries
      `Stripe-Should-Retry: true` (lock timeouts), with jittered exponential backoff;

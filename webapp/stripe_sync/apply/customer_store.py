@@ -104,7 +104,7 @@ def remember(records: Iterable[Learned]) -> None:
 
 
 def stored(account_id: int, customer_ids: Iterable[str]) -> dict[str, Learned]:
-    """Whatever is stored for these ids, however old (for pages and tests)."""
+    """Whatever is stored for these ids, however old (what the tests check)."""
     return load(account_id, customer_ids, fresh_seconds=time.time())
 
 

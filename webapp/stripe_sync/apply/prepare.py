@@ -1,19 +1,21 @@
 """The read half of a batch, before its transaction: each event's object and its customer.
 
 A batch (a drain's webhooks, one retried event, a page of imported records) is prepared in two steps,
-so a drain can retrieve its next batch's customers while it writes the last one:
+so a drain can write the events that are ready while others still wait for Stripe:
 1. `Resolver.start`: read the mappings of the batch's resources and the remembered customers
-   (customer_store) the events name, then roll back, so nothing is open while Stripe is asked.
+   (customer_store) the events need, then roll back, so nothing is open while Stripe is asked.
    Every customer an event needs (customer.object_serves is False) and that is not remembered
    recently enough is retrieved, each id once, in parallel within the account's request budget
    (customer_fetch). `start` returns at once.
-2. `Preparation.finish`: wait for those retrieves and resolve each event's customer
-   (customer.resolve_customer_data) from the newest of: the remembered record, what the batch's own
-   customer events or expanded objects say, and the retrieve. An event whose needed customer could
-   not be retrieved carries the error into the transaction and fails there alone; an event that did
-   not need it uses its own details.
-What was learned (customer events, expanded customers, retrieves) goes to the transaction, which
-remembers it (customer_store.remember).
+2. `Preparation.resolve` (the ready entries) or `finish` (all, after waiting): resolve each event's
+   customer (customer.resolve_customer_data) from the newest of: the remembered record, what the
+   batch's own customer events or expanded objects say, and the retrieve. An event whose needed
+   customer could not be retrieved carries the error into the transaction and fails there alone. An
+   event whose own details serve the mapping always uses them alone, even when the customer happens
+   to be remembered, so what a contact ends up with never depends on timing. An entry is ready as
+   soon as its own customer is answered.
+What was learned (customer events, expanded customers, retrieves) goes to the transaction that
+writes the entries, which remembers it (customer_store.remember).
 """
 from __future__ import annotations
 
