@@ -64,9 +64,9 @@ def drain_events(shard: int = 0) -> str:
         return drain(get_queue(), (job.worker_name if job is not None else None) or "", shard)
 
 
-def run_backfill(backfill_id: int) -> str:
-    """Import one slice of a resource's Stripe history; the job queues its own continuation."""
+def run_backfill(backfill_id: int, lane: int = 0) -> str:
+    """Import one slice of one lane of a resource's Stripe history; the job queues its own continuation."""
     from webapp.stripe_sync.history.importer import run_backfill as run
 
     with job_context():
-        return run(backfill_id)
+        return run(backfill_id, lane)

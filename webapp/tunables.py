@@ -24,6 +24,9 @@ Stripe requests (customer retrieves for events, the import's list pages):
 - STRIPE_BUDGET_LIVE / STRIPE_BUDGET_TEST: requests per second per Stripe account and mode, shared
   by every worker and job through Redis (stripe_sync/budget.py). Stripe allows 100 (live) and 25
   (test); the defaults take 80%, leaving the rest for the account's other users. 0 turns it off.
+- STRIPE_BUDGET_LIST: requests per second on one list endpoint (Stripe allows about 25); only the
+  historical import lists.
+- STRIPE_BUDGET_SLOW_SECONDS: after a 429, how long the budget it was charged to runs at half rate.
 - STRIPE_BUDGET_BURST: seconds' worth of the budget that may go at once after a quiet spell (0.1:
   8 requests live, 2 test), so rate + burst stays under Stripe's limit.
 - STRIPE_FETCH_CONCURRENCY: customer retrieves one worker process keeps in flight at once. With
@@ -36,7 +39,16 @@ Stripe requests (customer retrieves for events, the import's list pages):
 
 Historical import:
 - List requests draw from the account's request budget (STRIPE_BUDGET_*), shared with webhook
-  processing.
+  processing, from their endpoint's (STRIPE_BUDGET_LIST), and from BACKFILL_BUDGET_SHARE of the
+  account's rate for every import of the account together, so webhook events' customer retrieves
+  always keep the rest.
+- BACKFILL_LANES: RQ jobs one import may run at once, never more than the live workers less one (a
+  worker always stays free for webhook events; with one worker the import takes turns with them).
+- BACKFILL_WINDOWS_PER_LANE: windows one lane reads at once (one request in flight each). With Stripe
+  answering in 300–600 ms, 20 requests/s needs 6–12 in flight.
+- BACKFILL_MAX_WINDOWS: open windows per import at most; BACKFILL_SPLIT_AFTER_PAGES: pages a window
+  reads alone before it is cut (small histories are never cut); BACKFILL_WINDOW_PAGES: pages' worth of
+  seconds a cut window keeps (history/windows.py).
 - BACKFILL_BACKOFF_BASE / BACKFILL_BACKOFF_MAX: jittered exponential backoff after a 429 or a
   transient error, in seconds; Stripe's Retry-After, when sent, is the floor.
 - BACKFILL_RATE_LIMIT_RETRIES: consecutive 429s on one request before the import fails (it can be
@@ -76,6 +88,8 @@ DEFAULTS = {
     "STRIPE_BUDGET_LIVE": 80,
     "STRIPE_BUDGET_TEST": 20,
     "STRIPE_BUDGET_BURST": 0.1,
+    "STRIPE_BUDGET_LIST": 20,
+    "STRIPE_BUDGET_SLOW_SECONDS": 60,
     "STRIPE_FETCH_CONCURRENCY": 32,
     "STRIPE_CUSTOMER_FRESH_SECONDS": 300,
     "BACKFILL_BACKOFF_BASE": 1.0,
@@ -85,6 +99,12 @@ DEFAULTS = {
     "BACKFILL_SLICE_SECONDS": 10.0,
     "BACKFILL_JOB_TIMEOUT": 900,
     "BACKFILL_MAX_LOST": 5,
+    "BACKFILL_BUDGET_SHARE": 0.75,
+    "BACKFILL_LANES": 4,
+    "BACKFILL_WINDOWS_PER_LANE": 8,
+    "BACKFILL_MAX_WINDOWS": 64,
+    "BACKFILL_SPLIT_AFTER_PAGES": 3,
+    "BACKFILL_WINDOW_PAGES": 5,
     "AUTOMATION_RETRY_INTERVALS": [5, 30, 120, 600],
     "AUTOMATION_JOB_TIMEOUT": 120,
     "AUTOMATION_SWEEP_INTERVAL": 30,

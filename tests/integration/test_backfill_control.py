@@ -9,7 +9,7 @@ from tests.helpers import ACCOUNT_ID, backfill, count, start_import
 from webapp.crm.models import Contact
 from webapp.redis_queue import get_queue, get_redis
 from webapp.stripe_sync.history import importer as backfill_module
-from webapp.stripe_sync.models import Backfill, StripeEvent, StripeResource, SyncLog
+from webapp.stripe_sync.models import Backfill, BackfillLane, StripeEvent, StripeResource, SyncLog
 from webapp.stripe_sync.queue.sweep import sweep_unqueued
 from webapp.timeutil import utcnow
 
@@ -94,7 +94,7 @@ def test_a_storm_longer_than_the_retries_fails_and_resume_continues(app, db, fas
     bf = backfill(db, backfill_id)
     assert (bf.state, bf.imported, bf.pages) == ("failed", 100, 1)
     assert bf.error == ("Stripe answered 3 requests in a row with 429 (rate limited). "
-                        "Resume continues from page 2.")
+                        "Resume keeps the 1 page saved and continues from there.")
     html = auth_client.get(f"/apps/stripe/backfills/{backfill_id}").get_data(as_text=True)
     assert "failed" in html and "Resume" in html and "hx-trigger" not in html
 
@@ -116,7 +116,7 @@ def test_the_limiter_keeps_under_stripes_rate(app, db, connect_resource, stripe_
 
     bf = backfill(db, backfill_id)
     assert (bf.state, bf.imported, bf.rate_limited) == ("finished", 602, 0)
-    assert len(list_requests(stripe_double)) == 7  # never a 429, so never asked twice
+    assert {r.status for r in list_requests(stripe_double)} == {200}  # never a 429, so never asked twice
 
 
 def test_cancel_stops_before_the_next_page_and_resume_finishes(app, db, fast, connect_resource, stripe_double,
@@ -143,8 +143,8 @@ def test_cancel_stops_before_the_next_page_and_resume_finishes(app, db, fast, co
     post(auth_client, f"/apps/stripe/backfills/{backfill_id}/resume")
     run_worker()
     bf = backfill(db, backfill_id)
-    assert (bf.state, bf.imported, bf.pages) == ("finished", 352, 4)
-    assert page_numbers(db) == [1, 2, 3, 4]
+    assert (bf.state, bf.imported) == ("finished", 352)
+    assert page_numbers(db) == list(range(1, bf.pages + 1))  # numbered on, never twice
     assert count(db, Contact) == 352
 
 
@@ -181,6 +181,7 @@ def test_sweep_requeues_an_import_whose_job_was_lost(app, db, fast, connect_reso
     backfill_id = start_import(db, resource)
     get_redis().flushdb()  # the job is gone (Redis lost it, or it was never queued)
     db.session.execute(update(Backfill).values(updated_at=utcnow() - timedelta(minutes=5)))
+    db.session.execute(update(BackfillLane).values(updated_at=utcnow() - timedelta(minutes=5)))
     db.session.commit()
 
     assert sweep_unqueued(0).backfills == 1
@@ -194,7 +195,9 @@ def test_sweep_gives_up_on_an_import_that_keeps_getting_lost(app, db, fast, conn
     resource = connect_resource("customer")
     backfill_id = start_import(db, resource)
     get_redis().flushdb()
-    db.session.execute(update(Backfill).values(lost=5, state="running", updated_at=utcnow() - timedelta(minutes=5)))
+    db.session.execute(update(Backfill).values(state="running", updated_at=utcnow() - timedelta(minutes=5)))
+    db.session.execute(update(BackfillLane).where(BackfillLane.number == 0)
+                       .values(lost=5, updated_at=utcnow() - timedelta(minutes=5)))
     db.session.commit()
 
     sweep_unqueued(0)
@@ -212,7 +215,8 @@ def test_the_fragment_while_paused_and_on_the_stripe_page(app, db, connect_resou
 
     html = auth_client.get(f"/apps/stripe/backfills/{backfill_id}").get_data(as_text=True)
     assert "paused by rate limit" in html and 'hx-trigger="every 2s"' in html
-    assert "1,234" in html and "812" in html and "records/s" in html and "page 14" in html
+    assert "1,234" in html and "812" in html and "records/s" in html and "13 pages saved" in html
+    assert "0</strong>\n    of <strong class=\"backfill-windows-total\">1</strong> time windows read" in html
     assert "Cancel" in html
     page = auth_client.get("/apps/stripe").get_data(as_text=True)
     assert f'id="backfill-{backfill_id}"' in page and "paused by rate limit" in page

@@ -70,6 +70,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="accept localhost/private webhook URLs (real Stripe refuses them)")
     parser.add_argument("--latency", type=float, default=0.0,
                         help="seconds every API request waits before it is answered (real Stripe: ~0.3)")
+    parser.add_argument("--latency-ms", type=float, default=None,
+                        help="the same in milliseconds (wins over --latency); also POST /_double/latency")
     parser.add_argument("--rate-limit", type=float, default=None,
                         help="API requests per second before a 429 rate_limit (Stripe: 100 live, 25 test); "
                              "off by default")
@@ -81,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     double = StripeDouble(seed=args.seed, allow_local_urls=args.allow_local_urls, host=args.host, port=args.port)
-    double.set_latency(args.latency)
+    double.set_latency(args.latency_ms / 1000.0 if args.latency_ms is not None else args.latency)
     double.set_rate_limit(args.rate_limit, args.list_rate_limit)
     double.start()
     log.info("Stripe double serving at %s (control endpoints under %s/_double/)", double.url, double.url)

@@ -5,7 +5,8 @@ from flask import render_template
 
 from webapp.extensions import db
 from webapp.stripe_app.blueprint import bp
-from webapp.stripe_sync.history import importer
+from webapp.stripe_sync.history import importer, windows
+from webapp.stripe_sync.history.importer import current_rate, stalled
 from webapp.stripe_sync.models import Backfill
 
 log = logging.getLogger(__name__)
@@ -15,6 +16,27 @@ log = logging.getLogger(__name__)
 def backfill_for(resource) -> Backfill | None:
     """The Stripe page asks per resource row; most resources have none."""
     return importer.latest_for(resource.id)
+
+
+@bp.app_template_global("backfill_progress")
+def backfill_progress_of(bf: Backfill) -> windows.Progress:
+    """Windows read of total and the time left, for the progress fragment."""
+    return windows.progress(bf, current_rate(bf))
+
+
+bp.app_template_global("current_rate")(current_rate)
+bp.app_template_global("backfill_stalled")(stalled)
+
+
+@bp.app_template_filter("duration")
+def duration(seconds: float) -> str:
+    """"about 3 min", "about 2 h 10 min", "under a minute"."""
+    if seconds < 60:
+        return "under a minute"
+    minutes = int(round(seconds / 60))
+    if minutes < 60:
+        return f"about {minutes} min"
+    return f"about {minutes // 60} h {minutes % 60:02d} min"
 
 
 def _fragment(backfill_id: int, status: int = 200):

@@ -12,7 +12,14 @@ Decisions:
   second's worth (STRIPE_BUDGET_BURST=0.1: 8 live, 2 test), so even a burst stays under the limit
   and the rest is left for the account's own dashboard and other integrations. 0 turns it off.
 - After a 429, `hold_off(seconds)` stops every request of the account for that long (a separate
-  key, so the burst allowance cannot cut the pause short).
+  key, so the burst allowance cannot cut the pause short), then the rate stays halved for
+  STRIPE_BUDGET_SLOW_SECONDS, so a limit we misjudged (another integration using the same account)
+  is not hit again at once.
+- The historical import also draws from two more buckets (`import_pacer`): one per list endpoint
+  (STRIPE_BUDGET_LIST, 20/s: Stripe allows about 25 on one list) and one for every import of the
+  account together (BACKFILL_BUDGET_SHARE of the account's rate), so webhook processing's customer
+  retrieves always keep the rest. A 429 naming `endpoint-rate` in Stripe-Rate-Limited-Reason
+  slows that endpoint; any other slows the whole account.
 - One Lua script does the arithmetic on Redis's own clock, so workers on other machines agree.
   Redis unreachable: the same arithmetic in this process, so one worker still keeps its pace.
 """
@@ -38,12 +45,20 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local interval = tonumber(ARGV[1])
 local tolerance = tonumber(ARGV[2])
 local hold = tonumber(ARGV[3])
+local slow = tonumber(ARGV[4])
 if hold > 0 then
   local until_ms = tonumber(redis.call('GET', KEYS[2]) or '0')
   if now + hold > until_ms then
     redis.call('SET', KEYS[2], now + hold, 'PX', hold + 1000)
   end
+  if slow > 0 then
+    redis.call('SET', KEYS[3], '1', 'PX', hold + slow)
+  end
   return 0
+end
+if redis.call('EXISTS', KEYS[3]) == 1 then
+  interval = interval * 2
+  tolerance = 0
 end
 local held = tonumber(redis.call('GET', KEYS[2]) or '0')
 local start = math.max(now, held)
@@ -73,6 +88,7 @@ class Budget:
         self._script = redis.register_script(_SCRIPT) if redis is not None and self.interval_ms else None
         self._local_tat = 0.0
         self._local_hold = 0.0
+        self._local_slow = 0.0
         self._lock = threading.Lock()
 
     @property
@@ -89,19 +105,19 @@ class Budget:
             self.sleep(delay)
         return delay
 
-    def hold_off(self, seconds: float) -> None:
-        """After a 429: no request of this account starts for this long."""
+    def hold_off(self, seconds: float, slow_seconds: float = 0.0) -> None:
+        """After a 429: no request of this budget starts for `seconds`, then half the rate for `slow_seconds`."""
         if self.interval_ms and seconds > 0:
-            self._reserve(max(1, int(seconds * 1000)))
+            self._reserve(max(1, int(seconds * 1000)), max(0, int(slow_seconds * 1000)))
 
-    def _reserve(self, hold_ms: int) -> float:
+    def _reserve(self, hold_ms: int, slow_ms: int = 0) -> float:
         """Seconds until the reserved slot (Redis), or the same computed locally when Redis is away."""
         from webapp.stripe_sync.queue.enqueue import REDIS_DOWN
 
         if self._script is not None:
             try:
-                return int(self._script(keys=[self.key, self.key + ":hold"],
-                                        args=[self.interval_ms, self.tolerance_ms, hold_ms])) / 1000.0
+                return int(self._script(keys=[self.key, self.key + ":hold", self.key + ":slow"],
+                                        args=[self.interval_ms, self.tolerance_ms, hold_ms, slow_ms])) / 1000.0
             except REDIS_DOWN as exc:
                 log.warning("Stripe request budget: Redis unavailable (%s); pacing requests in this process",
                             type(exc).__name__)
@@ -109,25 +125,79 @@ class Budget:
             now = time.monotonic()
             if hold_ms:
                 self._local_hold = max(self._local_hold, now + hold_ms / 1000.0)
+                self._local_slow = max(self._local_slow, now + (hold_ms + slow_ms) / 1000.0)
                 return 0.0
+            slow = now < self._local_slow
+            interval = self.interval_ms * (2 if slow else 1) / 1000.0
             start = max(now, self._local_hold)
             tat = max(self._local_tat, start)
-            slot = max(start, tat - self.tolerance_ms / 1000.0)
-            self._local_tat = tat + self.interval_ms / 1000.0
+            slot = max(start, tat - (0 if slow else self.tolerance_ms / 1000.0))
+            self._local_tat = tat + interval
             return slot - now
+
+
+class Pacer:
+    """Several budgets a request must all wait for (the import's: its list endpoint, every import of the
+    account, the account); a 429 is charged to the one Stripe names."""
+
+    def __init__(self, account: Budget, *others: Budget, endpoint: Budget | None = None, slow_seconds: float = 0.0):
+        self.account, self.endpoint, self.slow_seconds = account, endpoint, slow_seconds
+        self.budgets = [b for b in (endpoint, *others, account) if b is not None]
+
+    @property
+    def enabled(self) -> bool:
+        """Paced at all."""
+        return any(b.enabled for b in self.budgets)
+
+    def wait(self) -> float:
+        """Wait for a slot in every budget in turn."""
+        return sum(b.wait() for b in self.budgets)
+
+    def hold_off(self, seconds: float, reason: str | None = None) -> None:
+        """After a 429: pause and slow the endpoint when Stripe said `endpoint-…`, else the whole account."""
+        target = self.endpoint if self.endpoint is not None and (reason or "").startswith("endpoint") \
+            else self.account
+        target.hold_off(seconds, self.slow_seconds)
+
+
+def _redis():
+    """The app's Redis, or None when none is configured (pace within this process)."""
+    from webapp.redis_queue import get_redis
+
+    try:
+        return get_redis()
+    except Exception:  # noqa: BLE001 - no Redis configured
+        return None
+
+
+def account_rate(account) -> float:
+    """The account's requests per second (call inside the app context)."""
+    from webapp.tunables import setting
+
+    return float(setting("STRIPE_BUDGET_LIVE" if account.livemode else "STRIPE_BUDGET_TEST") or 0)
 
 
 def budget_for(account, sleep: Callable[[float], None] = time.sleep) -> Budget:
     """The account's budget with the configured rate (call inside the app context)."""
-    from webapp.redis_queue import get_redis
     from webapp.tunables import setting
 
-    rate = float(setting("STRIPE_BUDGET_LIVE" if account.livemode else "STRIPE_BUDGET_TEST") or 0)
-    try:
-        redis = get_redis()
-    except Exception:  # noqa: BLE001 - no Redis configured: pace within this process
-        redis = None
-    return Budget(redis, account_key(account), rate, float(setting("STRIPE_BUDGET_BURST") or 0), sleep)
+    return Budget(_redis(), account_key(account), account_rate(account), float(setting("STRIPE_BUDGET_BURST") or 0),
+                  sleep)
+
+
+def import_pacer(account, api_path: str, sleep: Callable[[float], None] = time.sleep) -> Pacer:
+    """What one import's list request waits for: its endpoint's share, the imports' share, the account."""
+    from webapp.tunables import setting
+
+    redis, burst, key = _redis(), float(setting("STRIPE_BUDGET_BURST") or 0), account_key(account)
+    rate = account_rate(account)
+    if not rate:
+        return Pacer(Budget(None, key, 0))
+    share = rate * float(setting("BACKFILL_BUDGET_SHARE") or 1)
+    imports = Budget(redis, f"{key}:imports", share, burst, sleep)
+    endpoint = Budget(redis, f"{key}:list:{api_path}", float(setting("STRIPE_BUDGET_LIST") or 0), burst, sleep)
+    return Pacer(budget_for(account, sleep), imports, endpoint=endpoint,
+                 slow_seconds=float(setting("STRIPE_BUDGET_SLOW_SECONDS") or 0))
 
 
 # --- what a 429 says ----------------------------------------------------------------------------
@@ -164,6 +234,11 @@ def retry_after(exc: stripe.StripeError) -> float | None:
         return max(0.0, parsedate_to_datetime(raw).timestamp() - time.time())
     except (TypeError, ValueError):
         return None
+
+
+def limited_reason(exc: stripe.StripeError) -> str | None:
+    """Stripe-Rate-Limited-Reason (global-rate, endpoint-rate, global-concurrency, …), if sent."""
+    return _header(exc, "Stripe-Rate-Limited-Reason")
 
 
 def should_retry(exc: stripe.StripeError) -> bool | None:

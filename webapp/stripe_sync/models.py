@@ -279,6 +279,8 @@ class Backfill(db.Model):
     cancel_requested: Mapped[bool] = mapped_column(default=False)
     lost: Mapped[int] = mapped_column(default=0)  # requeues since the last saved page (worker deaths)
     paused_until: Mapped[Optional[datetime]] = mapped_column()
+    rate_mark_at: Mapped[Optional[datetime]] = mapped_column()  # the current rate is measured since then
+    rate_mark_count: Mapped[int] = mapped_column(default=0)  # `processed` at that moment
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[Optional[datetime]] = mapped_column()
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -300,6 +302,43 @@ class Backfill(db.Model):
     def processed(self) -> int:
         """Records looked at so far, whatever became of them."""
         return self.imported + self.skipped + self.failed + self.passed_over
+
+
+# BackfillWindow.state
+WINDOW_OPEN = "open"
+WINDOW_DONE = "done"
+
+
+class BackfillWindow(db.Model):
+    """A slice [lo, hi) of `created` that one lane of the import reads newest first, with its own cursor."""
+
+    __tablename__ = "stripe_backfill_windows"
+    __table_args__ = (Index("ix_stripe_backfill_windows_pick", "backfill_id", "state", "lane", "hi"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    backfill_id: Mapped[int] = mapped_column(ForeignKey("stripe_backfills.id", ondelete="CASCADE"))
+    lo: Mapped[int] = mapped_column()  # created >= lo
+    hi: Mapped[int] = mapped_column()  # created < hi
+    state: Mapped[str] = mapped_column(String(10), default=WINDOW_OPEN)
+    lane: Mapped[Optional[int]] = mapped_column()  # the lane reading it; None: waiting for one
+    cursor: Mapped[Optional[str]] = mapped_column(String(255))  # last record of its last saved page
+    cursor_created: Mapped[Optional[int]] = mapped_column()
+    pages: Mapped[int] = mapped_column(default=0)
+    records: Mapped[int] = mapped_column(default=0)
+
+
+class BackfillLane(db.Model):
+    """One of the import's parallel RQ jobs: the job id allowed to write its windows' pages."""
+
+    __tablename__ = "stripe_backfill_lanes"
+    __table_args__ = (UniqueConstraint("backfill_id", "number", name="uq_stripe_backfill_lane"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    backfill_id: Mapped[int] = mapped_column(ForeignKey("stripe_backfills.id", ondelete="CASCADE"))
+    number: Mapped[int] = mapped_column()
+    job_id: Mapped[Optional[str]] = mapped_column(String(100))  # None: idle (nothing to read)
+    lost: Mapped[int] = mapped_column(default=0)  # requeues since its last saved page (worker deaths)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class StripeCustomer(db.Model):

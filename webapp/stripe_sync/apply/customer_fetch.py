@@ -77,6 +77,7 @@ class Fetcher:
         self.budget = budget or budget_for(account, sleep)
         self.retries = int(setting("STRIPE_RATE_LIMIT_RETRIES"))
         self.backoff = float(setting("STRIPE_RATE_LIMIT_BACKOFF"))
+        self.slow_seconds = float(setting("STRIPE_BUDGET_SLOW_SECONDS") or 0)
         self.sleep = sleep
         self.pool = _shared_pool(int(setting("STRIPE_FETCH_CONCURRENCY")))
         self.futures: dict[str, Future] = {}
@@ -106,7 +107,7 @@ class Fetcher:
                 delay = backoff_delay(attempt, self.backoff, 60.0, retry_after(exc))
                 log.info("Stripe rate limited retrieving customer %s; every request of the account waits %.2f s",
                          customer_id, delay)
-                self.budget.hold_off(delay)
+                self.budget.hold_off(delay, self.slow_seconds)
                 if not self.budget.enabled:
                     self.sleep(delay)
                 continue

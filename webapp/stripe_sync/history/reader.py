@@ -15,8 +15,12 @@ Decisions:
   one more per customer. If Stripe refuses the expansion, the page's linked customers are resolved
   like a webhook batch's (apply/prepare.py): remembered ones reused, the rest retrieved in parallel
   within the same budget.
+- A page may be bounded to a window of `created` (`created[gte]`, `created[lt]`): the importer reads
+  several windows at once, each with its own cursor (importer.py).
 - If the object the cursor names has gone (deleted since the last page), the next page is asked
   for by `created <= cursor's created` instead; records seen again are passed over as duplicates.
+- A 429 is charged to the budget Stripe's Stripe-Rate-Limited-Reason names (budget.Pacer): the list
+  endpoint's or the account's, which then pauses and runs at half rate for a while.
 """
 from __future__ import annotations
 
@@ -25,7 +29,7 @@ from dataclasses import dataclass
 
 import stripe
 
-from webapp.stripe_sync.budget import Budget, backoff_delay, retry_after, should_retry
+from webapp.stripe_sync.budget import Budget, Pacer, backoff_delay, limited_reason, retry_after, should_retry
 from webapp.stripe_sync.events import resource as resource_spec
 
 log = logging.getLogger(__name__)
@@ -71,31 +75,40 @@ class ReaderSettings:
 class HistoryReader:
     """Pages of one resource kind's list API for one account."""
 
-    def __init__(self, client: stripe.StripeClient, kind: str, limiter: Budget, waiter: Waiter,
+    def __init__(self, client: stripe.StripeClient, kind: str, limiter: Budget | Pacer, waiter: Waiter,
                  settings: ReaderSettings):
         spec = resource_spec(kind)
         self.kind = kind
         self.history = spec.history
         self.request = lambda params: client.raw_request("get", spec.history.api_path, **params).data
-        self.limiter = limiter
+        self.limiter = limiter if isinstance(limiter, Pacer) else Pacer(limiter)
         self.waiter = waiter
         self.settings = settings
         self.expand = kind != "customer"
         self.cursor_lost = False
         self.requests = 0
 
-    def _params(self, cursor: str | None, cursor_created: int | None) -> dict:
-        """List params for the page after `cursor`."""
+    def _params(self, cursor: str | None, cursor_created: int | None, lo: int | None = None,
+                hi: int | None = None) -> dict:
+        """List params for the page after `cursor`, within [lo, hi) of `created` when given."""
         params = self.history.list_params()
+        created = {}
+        if lo is not None:
+            created["gte"] = int(lo)
         if cursor and self.cursor_lost and cursor_created is not None:
-            params["created"] = {"lte": int(cursor_created)}
+            created["lte"] = int(cursor_created)
         elif cursor:
             params["starting_after"] = cursor
+        if hi is not None and "lte" not in created:
+            created["lt"] = int(hi)
+        if created:
+            params["created"] = created
         if self.expand:
             params["expand"] = ["data.customer"]
         return params
 
-    def fetch(self, cursor: str | None, cursor_created: int | None) -> Page:
+    def fetch(self, cursor: str | None, cursor_created: int | None, lo: int | None = None,
+              hi: int | None = None) -> Page:
         """The page after `cursor` (the first page when None), retrying what Stripe says can be retried."""
         limited = failed = 0
         s = self.settings
@@ -103,7 +116,7 @@ class HistoryReader:
             self.limiter.wait()
             self.requests += 1
             try:
-                data = self.request(self._params(cursor, cursor_created))
+                data = self.request(self._params(cursor, cursor_created, lo, hi))
             except stripe.RateLimitError as exc:
                 if should_retry(exc) is False:
                     raise
@@ -112,8 +125,10 @@ class HistoryReader:
                     raise RateLimitedTooLong(
                         f"Stripe answered {limited} requests in a row with 429 (rate limited)") from exc
                 delay = backoff_delay(limited - 1, s.backoff_base, s.backoff_max, retry_after(exc))
-                log.info("Backfill of %s: Stripe rate limited the list request; pausing %.2f s", self.kind, delay)
-                self.limiter.hold_off(delay)
+                reason = limited_reason(exc)
+                log.info("Backfill of %s: Stripe rate limited the list request (%s); pausing %.2f s", self.kind,
+                         reason or "no reason given", delay)
+                self.limiter.hold_off(delay, reason)
                 self.waiter.rate_limited(delay)
                 continue
             except stripe.InvalidRequestError as exc:

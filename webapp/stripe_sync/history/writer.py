@@ -9,7 +9,9 @@ tie goes to the later arrival as always.
 
 The page and its progress commit together or not at all: a worker killed mid-page leaves nothing,
 and the resumed job reads the page again. The transaction starts by checking that this job still
-owns the import (its job id is on the row), so a job the sweep replaced can never write a page twice.
+runs its lane of the import (its job id is on the lane's row), so a job the sweep replaced can never
+write a page twice; it ends by moving the window's cursor (and cutting it, when windows.plan_split
+said so) and adding the page to the import's counts, only while the import is still active.
 
 Logging: one SyncLog row per page (historical, outcome created/updated, or ignored when nothing
 synced), plus a row per skipped or failed record. The resource counters count records, not pages.
@@ -21,7 +23,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 
-from sqlalchemy import select, update
+from sqlalchemy import case, select, update
 
 from webapp.extensions import db
 from webapp.stripe_sync import synclog
@@ -31,9 +33,10 @@ from webapp.stripe_sync.apply.batch import (
 from webapp.stripe_sync.apply.customer_store import Learned
 from webapp.stripe_sync.apply.prepare import Prepared
 from webapp.stripe_sync.client import STRIPE_API_VERSION
+from webapp.stripe_sync.history.windows import Split, Window
 from webapp.stripe_sync.models import (
     BACKFILL_ACTIVE, EVENT_QUEUED, OUTCOME_CREATED, OUTCOME_FAILED, OUTCOME_IGNORED, OUTCOME_SKIPPED,
-    OUTCOME_UPDATED, Backfill, EventRef, StripeEvent,
+    OUTCOME_UPDATED, WINDOW_DONE, WINDOW_OPEN, Backfill, BackfillLane, BackfillWindow, EventRef, StripeEvent,
 )
 from webapp.stripe_sync.nul import json_text_without_nul
 from webapp.timeutil import utcnow
@@ -55,21 +58,25 @@ class Record:
     error: BaseException | None = None  # preparing failed (the linked customer could not be fetched)
 
 
+RATE_MIN_SECONDS = 2.0  # the current rate is measured over at least this long…
+RATE_SPAN_SECONDS = 15.0  # …and at most about this long before its starting mark moves on
+
+
 @dataclass
 class Run:
-    """What the job running an import knows of it; each page's transaction moves it on."""
+    """What the job running one lane of an import knows of it."""
 
     backfill_id: int
-    token: str  # the RQ job id the import row must still name
+    lane: int
+    lane_id: int
+    token: str  # the RQ job id the lane's row must still name
     resource_id: int
     account_id: int
     livemode: bool
     kind: str
-    cursor: str | None
-    cursor_created: int | None
-    pages: int
-    started: float  # monotonic start of this job, for the rate
-    records: int = 0  # records this job handled before this page
+    started: float  # monotonic start of this job
+    pages: int = 0  # pages this job saved
+    records: int = 0  # records this job handled
 
 
 @dataclass
@@ -110,32 +117,33 @@ def envelope(record: Record, livemode: bool) -> str:
     return json_text_without_nul(json.dumps(event, separators=(",", ":"), ensure_ascii=False))
 
 
-def write_page(run: Run, records: list[Record], learned: list[Learned] | None = None) -> PageResult:
-    """Write the page and move the cursor in one transaction; raises Superseded."""
-    source = PageSource(run, records, learned)
+def write_page(run: Run, window: Window, records: list[Record], has_more: bool,
+               learned: list[Learned] | None = None, split: Split | None = None) -> PageResult:
+    """Write the page, move the window and count it on the import in one transaction; raises Superseded."""
+    source = PageSource(run, window, records, has_more, learned, split)
     return source.page_result(apply(source))
 
 
 class PageSource(Source):
-    """A page of listed records as a batch: its transaction records their events first and moves
-    the import on last."""
+    """A page of listed records as a batch: its transaction checks the lane and records the events
+    first, and moves the window and the import on last."""
 
-    def __init__(self, run: Run, records: list[Record], learned: list[Learned] | None = None):
+    def __init__(self, run: Run, window: Window, records: list[Record], has_more: bool,
+                 learned: list[Learned] | None = None, split: Split | None = None):
         super().__init__([], learned)
-        self.run, self.records, self.page_number = run, records, run.pages + 1
-        self.label = f"Backfill {run.backfill_id} page {self.page_number}"
+        self.run, self.window, self.records, self.has_more, self.split = run, window, records, has_more, split
+        self.label = f"Backfill {run.backfill_id} window {window.id} page {window.pages + 1}"
         self.started = time.monotonic()
         self.passed_over = 0
 
     def begin(self) -> list[Item]:
-        """Check that this job still owns the import, then insert (or take over) each record's event row."""
+        """Check that this job still runs the lane, then insert (or take over) each record's event row."""
         run = self.run
         fenced = db.session.execute(
-            update(Backfill).where(Backfill.id == run.backfill_id, Backfill.job_id == run.token,
-                                   Backfill.state.in_(BACKFILL_ACTIVE))
-            .values(updated_at=utcnow())).rowcount
+            update(BackfillLane).where(BackfillLane.id == run.lane_id, BackfillLane.job_id == run.token)
+            .values(updated_at=utcnow(), lost=0)).rowcount
         if not fenced:
-            raise Superseded(f"backfill {run.backfill_id} is no longer run by job {run.token}")
+            raise Superseded(f"backfill {run.backfill_id} lane {run.lane} is no longer run by job {run.token}")
         live = [r for r in self.records if r.event_type]
         self.passed_over = len(self.records) - len(live)
         return self._record_events(live) if live else []
@@ -187,10 +195,13 @@ class PageSource(Source):
         return items
 
     def write_log(self, result: BatchResult) -> None:
-        """Rows for skipped and failed records and one for the page; the counters count every record."""
+        """Rows for skipped and failed records; the page's own row waits for its number (end)."""
         synclog.record([a.row for a in result.applied if a.outcome in (OUTCOME_SKIPPED, OUTCOME_FAILED)],
                        counted=False)
-        page = self.page_result(result)
+        synclog.count(self.run.resource_id, Counter(a.outcome for a in result.applied))
+
+    def _page_row(self, page: PageResult, number: int) -> None:
+        """One log row for the page, numbered in the order pages were saved across the import."""
         parts = [f"{page.created} created", f"{page.updated} updated", f"{page.skipped} skipped"]
         if page.failed:
             parts.append(f"{page.failed} failed")
@@ -202,23 +213,54 @@ class PageSource(Source):
             event_row_id=None, stripe_event_id=None,
             event_type=types.most_common(1)[0][0] if types else f"{self.run.kind} (historical)", contact_id=None,
             outcome=OUTCOME_CREATED if page.created else OUTCOME_UPDATED if page.updated else OUTCOME_IGNORED,
-            reason=f"Imported page {self.page_number}: {page.total} records ({', '.join(parts)})", detail=None,
+            reason=f"Imported page {number}: {page.total} records ({', '.join(parts)})", detail=None,
             attempt=1, duration_ms=int((time.monotonic() - self.started) * 1000), historical=True)], counted=False)
-        synclog.count(self.run.resource_id, Counter(a.outcome for a in result.applied))
 
     def end(self, result: BatchResult) -> None:
-        """Move the import's cursor and counts in the page's transaction."""
-        run, page = self.run, self.page_result(result)
+        """Move the window (cursor, done, cut) and add the page to the import's counts and current rate."""
+        run, window, page = self.run, self.window, self.page_result(result)
         last = self.records[-1].obj if self.records else None
-        elapsed = max(time.monotonic() - run.started, 1e-6)
-        db.session.execute(
-            update(Backfill).where(Backfill.id == run.backfill_id)
-            .values(cursor=last["id"] if last else run.cursor,
-                    cursor_created=int(last.get("created") or 0) if last else run.cursor_created,
-                    pages=Backfill.pages + 1, imported=Backfill.imported + page.synced,
+        values = dict(pages=BackfillWindow.pages + 1, records=BackfillWindow.records + page.total)
+        if last is not None:
+            values.update(cursor=last["id"], cursor_created=int(last.get("created") or 0))
+        if not self.has_more or not self.records:
+            values["state"] = WINDOW_DONE
+        elif self.split is not None:
+            values["lo"] = self.split.new_lo
+        moved = db.session.execute(
+            update(BackfillWindow).where(BackfillWindow.id == window.id, BackfillWindow.lane == run.lane,
+                                         BackfillWindow.state == WINDOW_OPEN).values(**values)).rowcount
+        if not moved:
+            raise Superseded(f"backfill {run.backfill_id} window {window.id} is no longer read by lane {run.lane}")
+        if self.split is not None and values.get("state") != WINDOW_DONE:
+            db.session.execute(BackfillWindow.__table__.insert(), [
+                dict(backfill_id=run.backfill_id, lo=lo, hi=hi, state=WINDOW_OPEN, lane=None, pages=0, records=0)
+                for lo, hi in self.split.pieces])
+        now = utcnow()
+        counted = db.session.execute(
+            update(Backfill).where(Backfill.id == run.backfill_id, Backfill.state.in_(BACKFILL_ACTIVE))
+            .values(cursor=last["id"] if last else Backfill.cursor,
+                    cursor_created=int(last.get("created") or 0) if last else Backfill.cursor_created,
+                    pages=Backfill.pages + 1 if page.total else case((Backfill.pages == 0, 1), else_=Backfill.pages),
+                    imported=Backfill.imported + page.synced,
                     skipped=Backfill.skipped + page.skipped, failed=Backfill.failed + page.failed,
-                    passed_over=Backfill.passed_over + page.passed_over, lost=0,
-                    rate=(run.records + page.total) / elapsed, updated_at=utcnow()))
+                    passed_over=Backfill.passed_over + page.passed_over, updated_at=now)).rowcount
+        if not counted:
+            raise Superseded(f"backfill {run.backfill_id} is no longer active")
+        row = db.session.execute(select(
+            Backfill.pages, Backfill.imported + Backfill.skipped + Backfill.failed + Backfill.passed_over,
+            Backfill.rate_mark_at, Backfill.rate_mark_count).where(Backfill.id == run.backfill_id)).one()
+        number, processed, mark_at, mark_count = row
+        if page.total or number == 1:  # an empty window's page is neither counted nor logged
+            self._page_row(page, number)
+        elapsed = (now - mark_at).total_seconds() if mark_at is not None else None
+        if elapsed is None:
+            db.session.execute(update(Backfill).where(Backfill.id == run.backfill_id)
+                               .values(rate_mark_at=now, rate_mark_count=processed - page.total))
+        elif elapsed >= RATE_MIN_SECONDS:
+            rate = (processed - mark_count) / elapsed
+            moved_mark = dict(rate_mark_at=now, rate_mark_count=processed) if elapsed >= RATE_SPAN_SECONDS else {}
+            db.session.execute(update(Backfill).where(Backfill.id == run.backfill_id).values(rate=rate, **moved_mark))
 
     def page_result(self, result: BatchResult) -> PageResult:
         """The batch's outcomes counted as the import counts records."""

@@ -13,8 +13,8 @@ A started job's worker counts as dead when `redis_queue.worker_alive` says so. J
 deferred, stopped or cancelled by an operator are left alone. Requeuing is safe even when
 the old run is somehow still alive: `process_event` claims the row, so only one run can commit.
 
-Historical imports (history/importer.py) are swept the same way: an import whose job was lost or whose
-worker died gets a new job, which continues from the import's saved cursor.
+Historical imports (history/importer.py) are swept the same way, lane by lane: a lane whose job was
+lost or whose worker died gets a new job, which continues the lane's windows from their saved cursors.
 
 The worker process runs the sweep every EVENT_SWEEP_INTERVAL seconds (one worker at a time, by a
 Redis lock); `flask --app app stripe-sweep` runs it once by hand.
@@ -39,7 +39,7 @@ from webapp.stripe_sync import synclog
 from webapp.stripe_sync.history import importer
 from webapp.stripe_sync.models import (
     BACKFILL_ACTIVE, BACKFILL_FAILED, BACKFILL_RUNNING, EVENT_FAILED, EVENT_QUEUED, EVENT_RECEIVED, OUTCOME_FAILED,
-    Backfill, EventRef, StripeEvent,
+    WINDOW_OPEN, Backfill, BackfillLane, BackfillWindow, EventRef, StripeEvent,
 )
 from webapp.stripe_sync.queue import pending
 from webapp.stripe_sync.queue.enqueue import enqueue_event, job_id_for, max_attempts, queue_events
@@ -206,47 +206,71 @@ def _give_up(event_id: int, status: str, attempts: int, why: str) -> None:
 
 
 def _recover_imports(cutoff, queue) -> int:
-    """Imports whose job can no longer finish them (worker died, job lost): queue a new job from the cursor."""
+    """Import lanes whose job can no longer run them (worker died, job lost): a new job continues the
+    lane's windows from their cursors; an active import with unread windows and no lane running gets one."""
     rows = db.session.execute(
-        select(Backfill.id, Backfill.job_id, Backfill.lost)
-        .where(Backfill.state.in_(BACKFILL_ACTIVE), Backfill.updated_at <= cutoff).order_by(Backfill.id)).all()
+        select(BackfillLane.id, BackfillLane.backfill_id, BackfillLane.number, BackfillLane.job_id, BackfillLane.lost)
+        .join(Backfill, Backfill.id == BackfillLane.backfill_id)
+        .where(Backfill.state.in_(BACKFILL_ACTIVE), BackfillLane.job_id.is_not(None),
+               BackfillLane.updated_at <= cutoff).order_by(BackfillLane.id)).all()
     db.session.rollback()
     resumed = 0
     conn = queue.connection
     for row in rows:
-        raw_status, raw_worker = conn.hmget(Job.key_for(row.job_id), "status", "worker_name") if row.job_id \
-            else (None, None)
+        raw_status, raw_worker = conn.hmget(Job.key_for(row.job_id), "status", "worker_name")
         why = _why_lost(conn, BACKFILL_RUNNING, raw_status.decode() if raw_status else None,
                         raw_worker.decode() if raw_worker else "")
         if why is None:
             continue
         if row.lost >= int(setting("BACKFILL_MAX_LOST")):
-            changed = db.session.execute(
-                update(Backfill).where(Backfill.id == row.id, Backfill.job_id == row.job_id)
-                .values(state=BACKFILL_FAILED, finished_at=utcnow(), updated_at=utcnow(), paused_until=None,
-                        error=f"The import stopped {row.lost + 1} times in a row without saving a page ({why}). "
-                              "Resume continues from the last saved page.")).rowcount
+            given_up = db.session.execute(
+                update(BackfillLane).where(BackfillLane.id == row.id, BackfillLane.job_id == row.job_id)
+                .values(job_id=None, updated_at=utcnow())).rowcount
+            if given_up:
+                db.session.execute(
+                    update(Backfill).where(Backfill.id == row.backfill_id, Backfill.state.in_(BACKFILL_ACTIVE))
+                    .values(state=BACKFILL_FAILED, finished_at=utcnow(), updated_at=utcnow(), paused_until=None,
+                            error=f"The import stopped {row.lost + 1} times in a row without saving a page ({why}). "
+                                  "Resume continues from the last saved pages."))
             db.session.commit()
-            if changed:
-                log.error("Backfill %s given up: %s", row.id, why)
+            if given_up:
+                log.error("Backfill %s given up: %s", row.backfill_id, why)
             continue
-        job_id = importer.new_job_id(row.id)
+        job_id = importer.new_job_id(row.backfill_id, row.number)
         changed = db.session.execute(
-            update(Backfill).where(Backfill.id == row.id, Backfill.job_id == row.job_id,
-                                   Backfill.state.in_(BACKFILL_ACTIVE))
-            .values(job_id=job_id, lost=Backfill.lost + 1, updated_at=utcnow())).rowcount
+            update(BackfillLane).where(BackfillLane.id == row.id, BackfillLane.job_id == row.job_id)
+            .values(job_id=job_id, lost=BackfillLane.lost + 1, updated_at=utcnow())).rowcount
         db.session.commit()
         if not changed:
             continue
-        if row.job_id:
-            try:
-                Job.fetch(row.job_id, connection=conn).delete(remove_from_queue=True)
-            except Exception:  # noqa: BLE001 - gone already
-                pass
-        importer.enqueue(row.id, job_id, queue)
-        log.warning("Backfill %s requeued from its saved cursor: %s", row.id, why)
+        try:
+            Job.fetch(row.job_id, connection=conn).delete(remove_from_queue=True)
+        except Exception:  # noqa: BLE001 - gone already
+            pass
+        importer.enqueue(row.backfill_id, job_id, queue, row.number)
+        log.warning("Backfill %s lane %s requeued from its saved cursors: %s", row.backfill_id, row.number, why)
         resumed += 1
-    return resumed
+    return resumed + _wake_stalled_imports(cutoff, queue)
+
+
+def _wake_stalled_imports(cutoff, queue) -> int:
+    """An active import with unread windows but no lane running (its last lane went idle as a cut was
+    being saved): wake a lane for it."""
+    lanes_running = select(BackfillLane.id).where(BackfillLane.backfill_id == Backfill.id,
+                                                  BackfillLane.job_id.is_not(None)).exists()
+    unread = select(BackfillWindow.id).where(BackfillWindow.backfill_id == Backfill.id,
+                                             BackfillWindow.state == WINDOW_OPEN).exists()
+    stalled = db.session.scalars(select(Backfill.id).where(
+        Backfill.state.in_(BACKFILL_ACTIVE), Backfill.updated_at <= cutoff, ~lanes_running, unread)).all()
+    db.session.rollback()
+    woken = 0
+    for backfill_id in stalled:
+        db.session.execute(update(BackfillWindow).where(BackfillWindow.backfill_id == backfill_id,
+                                                        BackfillWindow.state == WINDOW_OPEN).values(lane=None))
+        db.session.commit()
+        woken += importer.wake_lanes(backfill_id, 1, at_least_one=True, queue=queue)
+        log.warning("Backfill %s had unread windows and no lane running; woke one", backfill_id)
+    return woken
 
 
 # --- by hand --------------------------------------------------------------------------------------
