@@ -8,7 +8,7 @@ from sqlalchemy import create_engine, func, select, text, update
 from tests.helpers import ACCOUNT_ID, backfill, count, start_import
 from webapp.crm.models import Contact
 from webapp.redis_queue import get_queue, get_redis
-from webapp.stripe_sync.history import importer as backfill_module
+from webapp.stripe_sync.history import lane as backfill_module
 from webapp.stripe_sync.models import Backfill, BackfillLane, StripeEvent, StripeResource, SyncLog
 from webapp.stripe_sync.queue.sweep import sweep_unqueued
 from webapp.timeutil import utcnow

@@ -141,21 +141,25 @@ def progress(backfill: Backfill, rate: float | None) -> Progress:
     rows = db.session.execute(select(BackfillWindow.lo, BackfillWindow.hi, BackfillWindow.state,
                                      BackfillWindow.cursor_created, BackfillWindow.records)
                               .where(BackfillWindow.backfill_id == backfill.id)).all()
-    done = sum(1 for r in rows if r.state == WINDOW_DONE)
+    return estimate(rows, rate, int(time.time()))
+
+
+def estimate(rows, rate: float | None, now: int) -> Progress:
+    """progress() on rows of (lo, hi, state, cursor_created, records)."""
     if not rows:
         return Progress(0, 0, None)
-    now = int(time.time())
-    read_seconds = records = 0
+    done = read_seconds = records = 0
     left = []
-    for r in rows:
-        top = min(r.hi, now)
-        if r.state == WINDOW_DONE:
-            read_seconds += max(0, top - r.lo)
+    for lo, hi, state, cursor_created, count in rows:
+        top = min(hi, now)
+        if state == WINDOW_DONE:
+            done += 1
+            read_seconds += max(0, top - lo)
         else:
-            position = r.cursor_created if r.cursor_created is not None else top
+            position = cursor_created if cursor_created is not None else top
             read_seconds += max(0, top - position)
-            left.append((r.lo, position))
-        records += r.records
+            left.append((lo, position))
+        records += count
     if not left:
         return Progress(done, len(rows), 0.0)
     if not rate or not records or not read_seconds:

@@ -36,7 +36,7 @@ from webapp.extensions import db
 from webapp.periodic import grace_cutoff
 from webapp.redis_queue import get_queue, worker_alive
 from webapp.stripe_sync import synclog
-from webapp.stripe_sync.history import importer
+from webapp.stripe_sync.history import lanes
 from webapp.stripe_sync.models import (
     BACKFILL_ACTIVE, BACKFILL_FAILED, BACKFILL_RUNNING, EVENT_FAILED, EVENT_QUEUED, EVENT_RECEIVED, OUTCOME_FAILED,
     WINDOW_OPEN, Backfill, BackfillLane, BackfillWindow, EventRef, StripeEvent,
@@ -236,7 +236,7 @@ def _recover_imports(cutoff, queue) -> int:
             if given_up:
                 log.error("Backfill %s given up: %s", row.backfill_id, why)
             continue
-        job_id = importer.new_job_id(row.backfill_id, row.number)
+        job_id = lanes.new_job_id(row.backfill_id, row.number)
         changed = db.session.execute(
             update(BackfillLane).where(BackfillLane.id == row.id, BackfillLane.job_id == row.job_id)
             .values(job_id=job_id, lost=BackfillLane.lost + 1, updated_at=utcnow())).rowcount
@@ -247,7 +247,7 @@ def _recover_imports(cutoff, queue) -> int:
             Job.fetch(row.job_id, connection=conn).delete(remove_from_queue=True)
         except Exception:  # noqa: BLE001 - gone already
             pass
-        importer.enqueue(row.backfill_id, job_id, queue, row.number)
+        lanes.enqueue(row.backfill_id, job_id, queue, row.number)
         log.warning("Backfill %s lane %s requeued from its saved cursors: %s", row.backfill_id, row.number, why)
         resumed += 1
     return resumed + _wake_stalled_imports(cutoff, queue)
@@ -268,7 +268,7 @@ def _wake_stalled_imports(cutoff, queue) -> int:
         db.session.execute(update(BackfillWindow).where(BackfillWindow.backfill_id == backfill_id,
                                                         BackfillWindow.state == WINDOW_OPEN).values(lane=None))
         db.session.commit()
-        woken += importer.wake_lanes(backfill_id, 1, at_least_one=True, queue=queue)
+        woken += lanes.wake_lanes(backfill_id, 1, at_least_one=True, queue=queue)
         log.warning("Backfill %s had unread windows and no lane running; woke one", backfill_id)
     return woken
 
