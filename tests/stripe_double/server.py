@@ -59,6 +59,105 @@ class _LazyCustomerWithMetadata(LazyCustomer):
         return obj
 
 
+def charge_object(charge_id: str, *, suffix: str, created: int, livemode: bool, customer: str | None,
+                  email: str | None, name: str | None, amount: int, currency: str = "usd") -> dict:
+    """A succeeded card Charge in the shape of the shared charge.succeeded fixture (2026-07-29.dahlia):
+    paid by `customer`, its billing_details and receipt carrying `email` and `name`. Its payment intent,
+    balance transaction and payment method share the charge's id suffix, as Stripe's related ids do."""
+    return {
+        "id": charge_id,
+        "object": "charge",
+        "amount": amount,
+        "amount_captured": amount,
+        "amount_refunded": 0,
+        "application": None,
+        "application_fee": None,
+        "application_fee_amount": None,
+        "balance_transaction": "txn_" + suffix,
+        "billing_details": {
+            "address": {"city": None, "country": "US", "line1": None, "line2": None, "postal_code": "02110",
+                        "state": None},
+            "email": email,
+            "name": name,
+            "phone": None,
+            "tax_id": None,
+        },
+        "calculated_statement_descriptor": "BENCH",
+        "captured": True,
+        "created": created,
+        "currency": currency,
+        "customer": customer,
+        "description": None,
+        "disputed": False,
+        "failure_balance_transaction": None,
+        "failure_code": None,
+        "failure_message": None,
+        "fraud_details": {},
+        "livemode": livemode,
+        "metadata": {},
+        "on_behalf_of": None,
+        "outcome": {"advice_code": None, "network_advice_code": None, "network_decline_code": None,
+                    "network_status": "approved_by_network", "reason": None, "risk_level": "normal",
+                    "risk_score": 21, "seller_message": "Payment complete.", "type": "authorized"},
+        "paid": True,
+        "payment_intent": "pi_" + suffix,
+        "payment_method": "pm_" + suffix,
+        "payment_method_details": {
+            "card": {
+                "amount_authorized": amount, "authorization_code": "103661", "brand": "visa",
+                "checks": {"address_line1_check": None, "address_postal_code_check": "pass", "cvc_check": "pass"},
+                "country": "US", "exp_month": 12, "exp_year": 2029, "extended_authorization": {"status": "disabled"},
+                "fingerprint": "OSL0WvxAI76XNlK3", "funding": "credit",
+                "incremental_authorization": {"status": "unavailable"}, "installments": None, "last4": "4242",
+                "mandate": None, "multicapture": {"status": "unavailable"}, "network": "visa",
+                "network_token": {"used": False}, "network_transaction_id": "052740634324496",
+                "overcapture": {"maximum_amount_capturable": amount, "status": "unavailable"},
+                "regulated_status": "unregulated", "three_d_secure": None, "transaction_link_id": None,
+                "wallet": None,
+            },
+            "type": "card",
+        },
+        "receipt_email": email,
+        "receipt_number": None,
+        "receipt_url": f"https://pay.stripe.com/receipts/payment/{suffix}",
+        "refunded": False,
+        "review": None,
+        "shipping": None,
+        "source": None,
+        "source_transfer": None,
+        "statement_descriptor": None,
+        "statement_descriptor_suffix": None,
+        "status": "succeeded",
+        "transfer_data": None,
+        "transfer_group": None,
+    }
+
+
+class _LazyCharge(LazyCustomer):
+    """A generated charge stored as a few fields and rendered in full only when a response needs it.
+
+    It subclasses LazyCustomer only for the double's lazy-object hooks (objects.render() and the list
+    handler's no-copy path recognise LazyCustomer); `email` and `name` are its billing details."""
+
+    __slots__ = ("customer", "suffix", "amount")
+
+    def __init__(self, charge_id: str, created: int, email: str, name: str, livemode: bool, *, customer: str,
+                 suffix: str, amount: int) -> None:
+        super().__init__(charge_id, created, email, name, livemode, "")
+        self.customer = customer
+        self.suffix = suffix
+        self.amount = amount
+
+    def get(self, key: str, default: Any = None) -> Any:
+        if key in ("id", "created", "livemode", "customer", "amount"):
+            return getattr(self, key)
+        return self.render().get(key, default)
+
+    def render(self) -> dict:
+        return charge_object(self.id, suffix=self.suffix, created=self.created, livemode=self.livemode,
+                             customer=self.customer, email=self.email, name=self.name, amount=self.amount)
+
+
 # `at` is the wall-clock time (time.time()) the request reached the double, before any simulated
 # latency; `status` is the HTTP status the double answered (None while the request is in flight).
 RequestRecord = namedtuple("RequestRecord", "method path key_prefix params at status", defaults=(None, None))
@@ -449,6 +548,39 @@ class StripeDouble:
                     obj = LazyCustomer(*args)
                 records.append((cid, created, obj))
             coll.bulk_put(records)
+            return n
+
+    def generate_charges(self, account_id: str, n: int, start_created: int | None = None,
+                         livemode: bool | None = None, *, amount: int = 2900) -> int:
+        """Bulk-add n succeeded card charges, each paid by a customer of its own generated with it, cheaply
+        in memory (both are rendered only when a response needs them, so 100k of each stay small).
+
+        Customer j is generated as generate_customers names it (customer{j}@example.test, "Customer {j}",
+        j counting on from the customers already in that mode); its charge carries the same email and
+        name in billing_details and receipt_email, `customer` naming it (expandable, as
+        `expand[]=data.customer` on GET /v1/charges asks). Customer and charge are created at
+        start_created + k for the k-th of the n, so lists by `created` find them in order."""
+        with self._lock:
+            account = self._account(account_id)
+            mode = self._mode(account, livemode)
+            customers = account.collection(mode, "customers")
+            charges = account.collection(mode, "charges")
+            base = int(start_created if start_created is not None else time.time() - n)
+            first = len(customers)
+            token, prefix = self._ids.token, self._ids.hex_upper
+            customer_records, charge_records = [], []
+            for k in range(n):
+                j = first + k
+                created = base + k
+                email, name = f"customer{j}@example.test", f"Customer {j}"
+                cid = "cus_" + token(14)
+                customer_records.append((cid, created, LazyCustomer(cid, created, email, name, mode, prefix(8))))
+                suffix = "3" + token(23)
+                charge_id = "ch_" + suffix
+                charge_records.append((charge_id, created, _LazyCharge(
+                    charge_id, created, email, name, mode, customer=cid, suffix=suffix, amount=amount)))
+            customers.bulk_put(customer_records)
+            charges.bulk_put(charge_records)
             return n
 
     def delete_customer(self, account_id: str, customer_id: str, livemode: bool | None = None) -> None:
@@ -1238,7 +1370,8 @@ class StripeDouble:
             self.set_rate_limit(body.get("per_second"), body.get("list_per_second"))
             return {"ok": True}
         if method == "POST" and parts == ["latency"]:
-            self.set_latency(float(body.get("seconds", 0)))
+            ms = body.get("ms")
+            self.set_latency(float(ms) / 1000.0 if ms is not None else float(body.get("seconds", 0)))
             return {"ok": True}
         if method == "POST" and parts == ["down"]:
             self.set_down(bool(body.get("down", True)))
@@ -1266,6 +1399,9 @@ class StripeDouble:
                 return {"generated": self.generate_customers(account_id, int(body["n"]), body.get("start_created"),
                                                              livemode, id_prefix=body.get("id_prefix"),
                                                              metadata=body.get("metadata"))}
+            if method == "POST" and rest == ["charges", "generate"]:
+                return {"generated": self.generate_charges(account_id, int(body["n"]), body.get("start_created"),
+                                                           livemode, amount=int(body.get("amount", 2900)))}
             if method == "POST" and len(rest) == 2 and rest[0] == "objects":
                 # Either the object itself, or {"object": {...}, "line_items": [...]} for checkout sessions.
                 if isinstance(body.get("object"), dict):
