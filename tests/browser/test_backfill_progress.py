@@ -59,3 +59,35 @@ def test_cancel_and_resume_from_the_page(logged_in_page, stripe_double, stripe_k
     run_worker()
     expect(progress.locator(".backfill-state")).to_have_text("finished", timeout=20_000)
     expect(progress.locator(".backfill-imported")).to_have_text("2")
+
+
+def test_a_large_import_shows_windows_rate_and_time_left_while_it_runs(logged_in_page, app, stripe_double, stripe_key,
+                                                                       redis_server):
+    import signal
+
+    from tests.helpers import start_worker, worker_env
+
+    small_windows = dict(BACKFILL_SPLIT_AFTER_PAGES=2, BACKFILL_WINDOW_PAGES=2, BACKFILL_WINDOWS_PER_LANE=2)
+    app.config.update(small_windows)
+    stripe_double.generate_customers("acct_1EngineRoom", 3000, start_created=1_700_000_000)
+    stripe_double.set_latency(0.15)  # Stripe taking its time, so the import is watched while it runs
+    page = logged_in_page
+    connect(page, stripe_key, "Customer")
+    progress = page.locator("#backfill-row-1 .backfill")
+
+    env = worker_env(app, redis_server.url, stripe_double, **{k: str(v) for k, v in small_windows.items()})
+    worker = start_worker(env, burst=False)
+    try:
+        expect(progress.locator(".backfill-state")).to_have_text("running", timeout=20_000)
+        expect(progress.locator(".backfill-windows-total")).not_to_have_text("1", timeout=20_000)  # cut into windows
+        expect(progress.locator(".backfill-eta")).to_contain_text("left", timeout=20_000)
+        expect(progress.locator(".backfill-rate")).to_be_visible()
+        stripe_double.set_latency(0)
+        expect(progress.locator(".backfill-state")).to_have_text("finished", timeout=60_000)
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(20)
+    expect(progress.locator(".backfill-imported")).to_have_text("3,002")
+    done, total = progress.locator(".backfill-windows-done"), progress.locator(".backfill-windows-total")
+    expect(done).to_have_text(total.inner_text())  # every window read
+    expect(progress.locator(".backfill-eta")).to_have_count(0)

@@ -175,7 +175,7 @@ def test_one_budget_holds_for_two_imports_and_webhooks_on_three_workers(app, db,
     assert stats["rate_limited"] == 0  # Stripe never had to say 429
     # Our budget: 10 a second for the account (arrival jitter may pull one more into a window)…
     assert stats["max_per_second"] <= 10 + 1, stats
-    # …and 6 a second on each list endpoint.
-    assert stripe_double.max_per_second("/v1/customers") <= 6 + 1
-    assert stripe_double.max_per_second("/v1/charges") <= 6 + 1
+    # …and never more than 6 in a second on either list (paced evenly with a margin for late wake-ups).
+    assert stripe_double.max_per_second("/v1/customers") <= 6
+    assert stripe_double.max_per_second("/v1/charges") <= 6
     assert count(db, Contact) == 2000 + 400 + 2 + 10

@@ -265,8 +265,8 @@ class Backfill(db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     resource_id: Mapped[int] = mapped_column(ForeignKey("stripe_resources.id", ondelete="CASCADE"), index=True)
     state: Mapped[str] = mapped_column(String(20), default=BACKFILL_QUEUED)
-    cursor: Mapped[Optional[str]] = mapped_column(String(255))  # id of the last record of the last saved page
-    cursor_created: Mapped[Optional[int]] = mapped_column()  # its `created`, to resume if Stripe lost it
+    cursor: Mapped[Optional[str]] = mapped_column(String(255))  # the last saved page's last record (each
+    cursor_created: Mapped[Optional[int]] = mapped_column()  # window keeps its own: BackfillWindow)
     pages: Mapped[int] = mapped_column(default=0)
     imported: Mapped[int] = mapped_column(default=0)  # records that created or updated a contact
     skipped: Mapped[int] = mapped_column(default=0)  # no (valid) email
@@ -275,9 +275,7 @@ class Backfill(db.Model):
     rate_limited: Mapped[int] = mapped_column(default=0)  # 429 answers seen
     rate: Mapped[Optional[float]] = mapped_column()  # records per second
     error: Mapped[Optional[str]] = mapped_column(Text)
-    job_id: Mapped[Optional[str]] = mapped_column(String(100))  # the one RQ job allowed to write pages
     cancel_requested: Mapped[bool] = mapped_column(default=False)
-    lost: Mapped[int] = mapped_column(default=0)  # requeues since the last saved page (worker deaths)
     paused_until: Mapped[Optional[datetime]] = mapped_column()
     rate_mark_at: Mapped[Optional[datetime]] = mapped_column()  # the current rate is measured since then
     rate_mark_count: Mapped[int] = mapped_column(default=0)  # `processed` at that moment

@@ -66,11 +66,11 @@ def start_backfill(resource: StripeResource, queue=None) -> Backfill:
     db.session.flush()
     windows.first_window(backfill.id)
     lanes = max(1, int(setting("BACKFILL_LANES")))
-    backfill.job_id = new_job_id(backfill.id, 0)
-    db.session.add_all(BackfillLane(backfill_id=backfill.id, number=n, job_id=backfill.job_id if n == 0 else None,
+    job_id = new_job_id(backfill.id, 0)
+    db.session.add_all(BackfillLane(backfill_id=backfill.id, number=n, job_id=job_id if n == 0 else None,
                                     lost=0, updated_at=utcnow()) for n in range(lanes))
     db.session.commit()
-    enqueue(backfill.id, backfill.job_id, queue, 0)
+    enqueue(backfill.id, job_id, queue, 0)
     log.info("Backfill %s queued for %s resource %s", backfill.id, resource.kind, resource.id)
     return backfill
 
@@ -111,7 +111,7 @@ def resume(backfill_id: int) -> bool:
         return False
     changed = db.session.execute(
         update(Backfill).where(Backfill.id == backfill_id, Backfill.state.in_((BACKFILL_FAILED, BACKFILL_CANCELLED)))
-        .values(state=BACKFILL_QUEUED, cancel_requested=False, error=None, lost=0, rate=None, rate_mark_at=None,
+        .values(state=BACKFILL_QUEUED, cancel_requested=False, error=None, rate=None, rate_mark_at=None,
                 finished_at=None, paused_until=None, updated_at=utcnow())).rowcount
     if not changed:
         db.session.rollback()
