@@ -49,10 +49,14 @@ def upgrade():
         batch.add_column(sa.Column('rate_mark_count', sa.Integer(), nullable=False, server_default='0'))
         batch.drop_column('job_id')  # each lane names its job now (stripe_backfill_lanes)
         batch.drop_column('lost')
+        batch.drop_column('cursor')  # each window keeps its own
+        batch.drop_column('cursor_created')
 
 
 def downgrade():
     with op.batch_alter_table('stripe_backfills') as batch:
+        batch.add_column(sa.Column('cursor_created', sa.Integer(), nullable=True))
+        batch.add_column(sa.Column('cursor', sa.String(length=255), nullable=True))
         batch.add_column(sa.Column('lost', sa.Integer(), nullable=False, server_default='0'))
         batch.add_column(sa.Column('job_id', sa.String(length=100), nullable=True))
         batch.drop_column('rate_mark_count')

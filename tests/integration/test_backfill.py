@@ -6,7 +6,7 @@ from sqlalchemy import select
 from tests.helpers import ACCOUNT_ID, EVENTS_DIR, backfill, count, start_import
 from webapp.crm.models import Contact, EcommerceCustomer, Order, RecurringPayment, TriggerFired
 from webapp.stripe_sync.synclog import resource_counts
-from webapp.stripe_sync.models import StripeAccount, StripeEvent, StripeResource, SyncLog
+from webapp.stripe_sync.models import BackfillWindow, StripeAccount, StripeEvent, StripeResource, SyncLog
 
 FIXTURE_KINDS = {"charge": "charges", "subscription": "subscriptions", "invoice": "invoices",
                  "checkout.session": "checkout_sessions"}
@@ -40,7 +40,8 @@ def test_customers_import_end_to_end(app, db, fast, connect_resource, stripe_dou
 
     bf = backfill(db, backfill_id)
     assert (bf.state, bf.imported, bf.skipped, bf.failed, bf.pages) == ("finished", 252, 1, 0, 3)
-    assert bf.rate and bf.finished_at and bf.cursor == "cus_Ip1BM6AwKptPXL"
+    window = db.session.scalars(select(BackfillWindow).where(BackfillWindow.backfill_id == bf.id)).one()
+    assert bf.rate and bf.finished_at and window.cursor == "cus_Ip1BM6AwKptPXL" and window.state == "done"
     assert count(db, Contact) == 252
     ada = db.session.scalar(select(Contact).where(Contact.email_lower == "ada@example.com"))
     assert (ada.first_name, ada.last_name) == ("Ada", "Lovelace")

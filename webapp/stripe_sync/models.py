@@ -257,7 +257,8 @@ BACKFILL_STATE_LABELS = {
 
 
 class Backfill(db.Model):
-    """One historical import of a resource: where it is (the cursor), what it did, and who runs it."""
+    """One historical import of a resource: its state and what it did (its windows say where it is, its lanes
+    who runs it)."""
 
     __tablename__ = "stripe_backfills"
     __table_args__ = (Index("ix_stripe_backfills_state", "state", "updated_at"),)
@@ -265,8 +266,6 @@ class Backfill(db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     resource_id: Mapped[int] = mapped_column(ForeignKey("stripe_resources.id", ondelete="CASCADE"), index=True)
     state: Mapped[str] = mapped_column(String(20), default=BACKFILL_QUEUED)
-    cursor: Mapped[Optional[str]] = mapped_column(String(255))  # the last saved page's last record (each
-    cursor_created: Mapped[Optional[int]] = mapped_column()  # window keeps its own: BackfillWindow)
     pages: Mapped[int] = mapped_column(default=0)
     imported: Mapped[int] = mapped_column(default=0)  # records that created or updated a contact
     skipped: Mapped[int] = mapped_column(default=0)  # no (valid) email

@@ -239,9 +239,7 @@ class PageSource(Source):
         now = utcnow()
         counted = db.session.execute(
             update(Backfill).where(Backfill.id == run.backfill_id, Backfill.state.in_(BACKFILL_ACTIVE))
-            .values(cursor=last["id"] if last else Backfill.cursor,
-                    cursor_created=int(last.get("created") or 0) if last else Backfill.cursor_created,
-                    pages=Backfill.pages + 1 if page.total else case((Backfill.pages == 0, 1), else_=Backfill.pages),
+            .values(pages=Backfill.pages + 1 if page.total else case((Backfill.pages == 0, 1), else_=Backfill.pages),
                     imported=Backfill.imported + page.synced,
                     skipped=Backfill.skipped + page.skipped, failed=Backfill.failed + page.failed,
                     passed_over=Backfill.passed_over + page.passed_over, updated_at=now)).rowcount
