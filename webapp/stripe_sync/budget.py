@@ -5,9 +5,10 @@ answers 429. Customer retrieves for webhook events and the historical import's l
 the same budget, so together they stay under the limit however many workers run.
 
 Decisions:
-- A token bucket kept as one "theoretical arrival time" in Redis (GCRA): each request reserves
-  the next slot, `1/rate` after the previous one, and waits for it; up to `burst` requests may go at
-  once after a quiet spell. In any second at most `rate + burst` requests start. Defaults: 80% of
+- A token bucket kept as one "theoretical arrival time" in Redis (GCRA): a request takes a slot only
+  when one is free now (`1/rate` after the previous one; up to `burst` at once after a quiet spell),
+  else it sleeps until one may be and asks again. A slot is taken at the moment the request goes, so
+  threads that wake late on a busy CPU cannot bunch up: in any second at most `rate + burst` start. Defaults: 80% of
   Stripe's limit (STRIPE_BUDGET_LIVE=80, STRIPE_BUDGET_TEST=20) and a burst of a tenth of a
   second's worth (STRIPE_BUDGET_BURST=0.1: 8 live, 2 test), so even a burst stays under the limit
   and the rest is left for the account's own dashboard and other integrations. 0 turns it off.
@@ -63,12 +64,16 @@ if redis.call('EXISTS', KEYS[3]) == 1 then
   tolerance = 0
 end
 local held = tonumber(redis.call('GET', KEYS[2]) or '0')
-local start = math.max(now, held)
-local tat = math.max(tonumber(redis.call('GET', KEYS[1]) or '0'), start)
+if held > now then
+  return held - now
+end
+local tat = math.max(tonumber(redis.call('GET', KEYS[1]) or '0'), now)
 local allow_at = tat - tolerance
-local slot = math.max(start, allow_at)
+if allow_at > now then
+  return allow_at - now
+end
 redis.call('SET', KEYS[1], tat + interval, 'PX', tat + interval - now + 60000)
-return slot - now
+return 0
 """
 
 
@@ -99,13 +104,16 @@ class Budget:
         return bool(self.interval_ms)
 
     def wait(self) -> float:
-        """Block until this request's slot; returns how long it waited."""
+        """Block until a slot is free and take it; returns how long it waited."""
         if not self.interval_ms:
             return 0.0
-        delay = self._reserve(0)
-        if delay > 0:
+        waited = 0.0
+        while True:
+            delay = self._reserve(0)
+            if delay <= 0:
+                return waited
             self.sleep(delay)
-        return delay
+            waited += delay
 
     def hold_off(self, seconds: float, slow_seconds: float = 0.0) -> None:
         """After a 429: no request of this budget starts for `seconds`, then half the rate for `slow_seconds`."""
@@ -113,7 +121,8 @@ class Budget:
             self._reserve(max(1, int(seconds * 1000)), max(0, int(slow_seconds * 1000)))
 
     def _reserve(self, hold_ms: int, slow_ms: int = 0) -> float:
-        """Seconds until the reserved slot (Redis), or the same computed locally when Redis is away."""
+        """0 when a slot was free and is now taken, else the seconds until one may be (Redis, or the same
+        computed locally when Redis is away)."""
         from webapp.stripe_sync.queue.enqueue import REDIS_DOWN
 
         if self._script is not None:
@@ -129,13 +138,16 @@ class Budget:
                 self._local_hold = max(self._local_hold, now + hold_ms / 1000.0)
                 self._local_slow = max(self._local_slow, now + (hold_ms + slow_ms) / 1000.0)
                 return 0.0
+            if self._local_hold > now:
+                return self._local_hold - now
             slow = now < self._local_slow
             interval = self.interval_ms * (2 if slow else 1) / 1000.0
-            start = max(now, self._local_hold)
-            tat = max(self._local_tat, start)
-            slot = max(start, tat - (0 if slow else self.tolerance_ms / 1000.0))
+            tat = max(self._local_tat, now)
+            allow_at = tat - (0 if slow else self.tolerance_ms / 1000.0)
+            if allow_at > now:
+                return allow_at - now
             self._local_tat = tat + interval
-            return slot - now
+            return 0.0
 
 
 class Pacer:
