@@ -123,10 +123,10 @@ def resume(backfill_id: int) -> bool:
                              .where(BackfillLane.backfill_id == backfill_id)):
         db.session.add(BackfillLane(backfill_id=backfill_id, number=0, lost=0, updated_at=utcnow()))
     db.session.commit()
-    woken = wake_lanes(backfill_id, max(1, windows.open_count(backfill_id)), at_least_one=True)
+    unread = windows.open_count(backfill_id)
+    woken = wake_lanes(backfill_id, max(1, unread), at_least_one=True)
     db.session.commit()
-    log.info("Backfill %s resumed: %s lanes for its %s unfinished windows", backfill_id, woken,
-             windows.open_count(backfill_id))
+    log.info("Backfill %s resumed: %s lanes for its %s unfinished windows", backfill_id, woken, unread)
     return True
 
 
@@ -138,14 +138,17 @@ def current_rate(backfill: Backfill) -> float | None:
     the overall rate once it ended."""
     if not backfill.is_active:
         return backfill.rate
-    if backfill.rate is None or (utcnow() - backfill.updated_at).total_seconds() > STALE_SECONDS:
-        return None
-    return backfill.rate
+    return None if _quiet(backfill) else backfill.rate
 
 
 def stalled(backfill: Backfill) -> bool:
     """Running, yet nothing saved for a while: its worker is gone and the sweep has not requeued it yet."""
-    return backfill.state == BACKFILL_RUNNING and (utcnow() - backfill.updated_at).total_seconds() > STALE_SECONDS
+    return backfill.state == BACKFILL_RUNNING and _quiet(backfill)
+
+
+def _quiet(backfill: Backfill) -> bool:
+    """Nothing saved (nor any pause recorded) for STALE_SECONDS."""
+    return (utcnow() - backfill.updated_at).total_seconds() > STALE_SECONDS
 
 
 # --- the job -------------------------------------------------------------------------------------

@@ -36,7 +36,7 @@ from webapp.extensions import db
 from webapp.periodic import grace_cutoff
 from webapp.redis_queue import get_queue, worker_alive
 from webapp.stripe_sync import synclog
-from webapp.stripe_sync.history import lanes
+from webapp.stripe_sync.history import lanes, windows
 from webapp.stripe_sync.models import (
     BACKFILL_ACTIVE, BACKFILL_FAILED, BACKFILL_RUNNING, EVENT_FAILED, EVENT_QUEUED, EVENT_RECEIVED, OUTCOME_FAILED,
     WINDOW_OPEN, Backfill, BackfillLane, BackfillWindow, EventRef, StripeEvent,
@@ -265,8 +265,7 @@ def _wake_stalled_imports(cutoff, queue) -> int:
     db.session.rollback()
     woken = 0
     for backfill_id in stalled:
-        db.session.execute(update(BackfillWindow).where(BackfillWindow.backfill_id == backfill_id,
-                                                        BackfillWindow.state == WINDOW_OPEN).values(lane=None))
+        windows.release_all(backfill_id)
         db.session.commit()
         woken += lanes.wake_lanes(backfill_id, 1, at_least_one=True, queue=queue)
         log.warning("Backfill %s had unread windows and no lane running; woke one", backfill_id)
