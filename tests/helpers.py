@@ -124,10 +124,11 @@ def worker_env(app, redis_url: str, stripe_double, **extra) -> dict:
 
 
 def start_worker(env: dict, name: str | None = None, burst: bool = True, sweep: bool = False,
-                 stderr=subprocess.DEVNULL) -> subprocess.Popen:
+                 stderr=subprocess.DEVNULL, recovery: bool = False) -> subprocess.Popen:
     """worker.py in a process (and session) of its own, so a test can SIGKILL it like an OOM killer."""
     args = [sys.executable, "worker.py"] + (["--name", name] if name else [])
     args += ([] if sweep else ["--no-sweep"]) + (["--burst"] if burst else [])
+    args += [] if recovery else ["--no-recovery"]
     return subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=stderr,
                             start_new_session=True)
 

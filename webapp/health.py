@@ -1,5 +1,10 @@
-"""/healthz for load balancers and process managers: database, Redis, queue depth, oldest backlog."""
+"""/healthz for load balancers and process managers: database, Redis, queue depth, oldest backlog, and
+whether Stripe can still reach us (endpoints disabled or deleted in Stripe, the oldest recovery
+checkpoint's age). Endpoint problems do not make it unhealthy: the process is fine, and recovery
+keeps bringing events in; they are for alerts."""
 import logging
+import time
+from dataclasses import dataclass
 
 from flask import Blueprint, jsonify
 from sqlalchemy import func, select, text
@@ -7,7 +12,10 @@ from sqlalchemy import func, select, text
 from webapp.extensions import db
 from webapp.redis_queue import get_queue
 from webapp.stripe_sync.queue import pending
-from webapp.stripe_sync.models import EVENT_QUEUED, EVENT_RECEIVED, StripeEvent
+from webapp.stripe_sync.models import (
+    ACCOUNT_CONNECTED, ENDPOINT_DISABLED, ENDPOINT_MISSING, EVENT_QUEUED, EVENT_RECEIVED, RESOURCE_DISCONNECTED,
+    RESOURCE_DISCONNECTING, StripeAccount, StripeEvent, StripeResource,
+)
 from webapp.timeutil import utcnow
 
 log = logging.getLogger(__name__)
@@ -21,6 +29,33 @@ def backlog_age_seconds() -> float | None:
     return round((utcnow() - oldest).total_seconds(), 1) if oldest else None
 
 
+@dataclass
+class EventCoverage:
+    """What /healthz and /metrics say about missed events: accounts whose endpoints Stripe disabled or
+    lost, and how far behind the oldest recovery checkpoint is (None: no account checked yet)."""
+
+    disabled_endpoints: int
+    missing_endpoints: int
+    accounts_with_endpoint_problems: int
+    oldest_checkpoint_age_seconds: float | None
+
+
+def event_coverage() -> EventCoverage:
+    """Two small aggregate queries over connected accounts."""
+    connected = StripeAccount.status == ACCOUNT_CONNECTED
+    rows = db.session.execute(
+        select(StripeResource.endpoint_status, StripeResource.account_id)
+        .join(StripeAccount, StripeAccount.id == StripeResource.account_id)
+        .where(connected, StripeResource.status.not_in((RESOURCE_DISCONNECTED, RESOURCE_DISCONNECTING)),
+               StripeResource.endpoint_status.in_((ENDPOINT_DISABLED, ENDPOINT_MISSING)))).all()
+    oldest = db.session.scalar(select(func.min(StripeAccount.events_checkpoint)).where(connected))
+    return EventCoverage(
+        disabled_endpoints=sum(1 for r in rows if r.endpoint_status == ENDPOINT_DISABLED),
+        missing_endpoints=sum(1 for r in rows if r.endpoint_status == ENDPOINT_MISSING),
+        accounts_with_endpoint_problems=len({r.account_id for r in rows}),
+        oldest_checkpoint_age_seconds=round(time.time() - oldest, 1) if oldest else None)
+
+
 @bp.route("/healthz")
 def healthz():
     """200 when the database and Redis answer, 503 otherwise; never reveals data beyond counts."""
@@ -29,6 +64,11 @@ def healthz():
     try:
         db.session.execute(text("SELECT 1"))
         report["oldest_unprocessed_event_age_seconds"] = backlog_age_seconds()
+        coverage = event_coverage()
+        report["stripe_accounts_with_disabled_or_missing_endpoints"] = coverage.accounts_with_endpoint_problems
+        report["stripe_endpoints_disabled"] = coverage.disabled_endpoints
+        report["stripe_endpoints_missing"] = coverage.missing_endpoints
+        report["oldest_event_checkpoint_age_seconds"] = coverage.oldest_checkpoint_age_seconds
     except Exception as exc:  # noqa: BLE001 - any database failure means unhealthy
         db.session.rollback()
         log.error("healthz: database check failed: %s", type(exc).__name__)

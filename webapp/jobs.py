@@ -70,3 +70,14 @@ def run_backfill(backfill_id: int, lane: int = 0) -> str:
 
     with job_context():
         return run(backfill_id, lane)
+
+
+def recover_events(account_id: int) -> str:
+    """Check one Stripe account for events its webhooks did not deliver, and its endpoints' health."""
+    from rq import get_current_job
+
+    from webapp.stripe_sync.recovery.recover import recover_account
+
+    with job_context():
+        job = get_current_job()
+        return str(recover_account(account_id, (job.worker_name if job is not None else None) or ""))

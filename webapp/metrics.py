@@ -34,7 +34,7 @@ class LiveGauges:
         self.app = app
 
     def collect(self):
-        from webapp.health import backlog_age_seconds
+        from webapp.health import backlog_age_seconds, event_coverage
         from webapp.redis_queue import get_queue
 
         from webapp.stripe_sync.queue.pending import waiting_count
@@ -43,7 +43,22 @@ class LiveGauges:
         waiting = GaugeMetricFamily("crm_events_waiting", "Stripe events waiting for a drain job")
         age = GaugeMetricFamily("crm_oldest_unprocessed_event_age_seconds",
                                 "Age of the oldest recorded Stripe event not yet processed")
+        endpoints = GaugeMetricFamily("crm_stripe_endpoints_unhealthy",
+                                      "Stripe webhook endpoints of connected resources that Stripe disabled or lost",
+                                      labels=["state"])
+        accounts = GaugeMetricFamily("crm_stripe_accounts_with_endpoint_problems",
+                                     "Connected Stripe accounts with a disabled or missing webhook endpoint")
+        checkpoint = GaugeMetricFamily("crm_stripe_oldest_event_checkpoint_age_seconds",
+                                       "How far behind the oldest account's missed-event recovery is")
         with self.app.app_context():
+            try:
+                coverage = event_coverage()
+                endpoints.add_metric(["disabled"], coverage.disabled_endpoints)
+                endpoints.add_metric(["missing"], coverage.missing_endpoints)
+                accounts.add_metric([], coverage.accounts_with_endpoint_problems)
+                checkpoint.add_metric([], coverage.oldest_checkpoint_age_seconds or 0.0)
+            except Exception:  # noqa: BLE001
+                log.warning("metrics: event coverage unavailable")
             try:
                 queue = get_queue()
                 depth.add_metric([], queue.count)
@@ -57,6 +72,9 @@ class LiveGauges:
         yield depth
         yield waiting
         yield age
+        yield endpoints
+        yield accounts
+        yield checkpoint
 
 
 def _authorised() -> bool:

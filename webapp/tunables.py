@@ -59,6 +59,16 @@ Historical import:
 - BACKFILL_MAX_LOST: how often the sweep requeues an import whose worker died without a page being
   saved in between, before it gives up and marks the import failed.
 
+Recovering missed events (stripe_sync/recovery/):
+- RECOVERY_INTERVAL: seconds between checks of every connected account for events webhooks did not
+  deliver (and of its endpoints' health); a worker also checks when it starts.
+- RECOVERY_OVERLAP: seconds before the checkpoint each check reads again, for events Stripe made
+  visible late; events already stored are passed over.
+- RECOVERY_SETTLE: events younger than this are left to their webhook (they are usually on the way),
+  so the log does not call an event recovered that was only a second late.
+- RECOVERY_JOB_TIMEOUT: RQ's timeout for one account's check.
+- STRIPE_EVENTS_RETENTION_DAYS: how long Stripe keeps events in /v1/events (30 days).
+
 Automations and email:
 - AUTOMATION_RETRY_INTERVALS: seconds before each retry of a failed run or entry job.
 - AUTOMATION_JOB_TIMEOUT: seconds one run job may take.
@@ -105,6 +115,11 @@ DEFAULTS = {
     "BACKFILL_MAX_WINDOWS": 64,
     "BACKFILL_SPLIT_AFTER_PAGES": 3,
     "BACKFILL_WINDOW_PAGES": 5,
+    "RECOVERY_INTERVAL": 900,
+    "RECOVERY_OVERLAP": 300,
+    "RECOVERY_SETTLE": 60,
+    "RECOVERY_JOB_TIMEOUT": 1800,
+    "STRIPE_EVENTS_RETENTION_DAYS": 30,
     "AUTOMATION_RETRY_INTERVALS": [5, 30, 120, 600],
     "AUTOMATION_JOB_TIMEOUT": 120,
     "AUTOMATION_SWEEP_INTERVAL": 30,

@@ -4,14 +4,12 @@ holds with two imports and webhooks sharing it."""
 import signal
 
 from rq.registry import FinishedJobRegistry
-from sqlalchemy import delete, func, select
+from sqlalchemy import func, select
 
+from tests.crm_snapshot import clear_crm, snapshot
 from tests.helpers import ACCOUNT_ID, backfill, count, customer_events, start_import, start_worker, worker_env
 from tests.waiting import wait_for
-from webapp.crm.models import (
-    Contact, ContactField, ContactFieldValue, ContactTag, EcommerceCustomer, Order, Tag,
-)
-from webapp.extensions import db as _db
+from webapp.crm.models import Contact
 from webapp.redis_queue import get_queue
 from webapp.stripe_sync.models import Backfill, BackfillWindow, StripeEvent
 
@@ -19,41 +17,6 @@ from webapp.stripe_sync.models import Backfill, BackfillWindow, StripeEvent
 # windows, not pacing) and small windows, so a few thousand records make many.
 WINDOWED = dict(BACKFILL_SPLIT_AFTER_PAGES=2, BACKFILL_WINDOW_PAGES=2, BACKFILL_WINDOWS_PER_LANE=3)
 SEQUENTIAL = dict(BACKFILL_SPLIT_AFTER_PAGES=10**9, BACKFILL_WINDOWS_PER_LANE=1)
-CRM_TABLES = ["outbox_messages", "automation_run_logs", "automation_trigger_checks", "automation_runs",
-              "triggers_fired", "sync_logs", "stripe_backfill_windows", "stripe_backfill_lanes", "stripe_events",
-              "stripe_backfills", "resource_counters", "recurring_payment_statuses", "recurring_payments", "orders",
-              "ecommerce_customers", "contact_tags", "contact_field_values", "contact_field_stamps",
-              "stripe_customers", "contacts", "tags"]
-
-
-def snapshot(db) -> dict:
-    """The CRM data a marketer sees, keyed by email so row ids do not matter."""
-    db.session.expire_all()
-    email = {c.id: c.email_lower for c in db.session.scalars(select(Contact))}
-    values = db.session.execute(select(ContactFieldValue.contact_id, ContactField.key, ContactFieldValue.value)
-                                .join(ContactField, ContactField.id == ContactFieldValue.field_id)).all()
-    tags = db.session.execute(select(ContactTag.contact_id, Tag.name).join(Tag, Tag.id == ContactTag.tag_id)).all()
-    orders = db.session.scalars(select(Order)).all()
-    customers = db.session.scalars(select(EcommerceCustomer)).all()
-    shot = {
-        "contacts": sorted((c.email_lower, c.first_name, c.last_name) for c in db.session.scalars(select(Contact))),
-        "values": sorted((email[v.contact_id], v.key, v.value) for v in values),
-        "tags": sorted((email[t.contact_id], t.name) for t in tags),
-        "orders": sorted((email[o.contact_id], o.external_id, o.payment_intent, o.amount_total, o.currency, o.status,
-                          o.ordered_at, o.source_event_created) for o in orders),
-        "ecommerce": sorted((email[c.contact_id], c.stripe_customer_id, c.total_revenue, c.total_orders, c.currency,
-                             c.last_order_at, c.last_order_amount) for c in customers),
-        "events": count(db, StripeEvent),
-    }
-    db.session.rollback()
-    return shot
-
-
-def clear_crm(db) -> None:
-    """Forget every contact, order, event and import, keeping the connected resources and their mappings."""
-    for table in CRM_TABLES:
-        db.session.execute(delete(_db.metadata.tables[table]))
-    db.session.commit()
 
 
 def run_workers(app, redis_server, stripe_double, n, done, extra=None, timeout=120):

@@ -17,6 +17,7 @@ KINDS: dict[str, tuple[str, str, str]] = {
     "invoices": ("invoice", "invoice", "/v1/invoices"),
     "checkout_sessions": ("checkout.session", "checkout.session", "/v1/checkout/sessions"),
     "webhook_endpoints": ("webhook_endpoint", "webhook endpoint", "/v1/webhook_endpoints"),
+    "events": ("event", "event", "/v1/events"),
 }
 
 
@@ -45,6 +46,9 @@ class Ids:
 
     def webhook_secret(self) -> str:
         return "whsec_" + self.token(32)
+
+    def event(self) -> str:
+        return "evt_1" + self.token(23)
 
     def request(self) -> str:
         return "req_" + self.token(14)

@@ -22,6 +22,7 @@ from werkzeug.wrappers import Request, Response
 
 from . import errors
 from .catalog import API_VERSIONS, WEBHOOK_EVENT_TYPES
+from .events import DROPPED, RETENTION_SECONDS, EventRecord, envelope, for_version, payload, type_filter
 from .errors import StripeError
 from .forms import FormError, decode
 from .objects import (
@@ -35,6 +36,7 @@ from .objects import (
     webhook_endpoint_object,
 )
 from .store import Collection
+from .versions import check_version, render_in_version
 
 log = logging.getLogger(__name__)
 
@@ -164,6 +166,11 @@ RequestRecord = namedtuple("RequestRecord", "method path key_prefix params at st
 
 MAX_WEBHOOK_ENDPOINTS = 16
 STORABLE_KINDS = ("customers", "charges", "subscriptions", "invoices", "checkout_sessions")
+# Stripe "object" value -> the collection an emitted event's object is upserted into.
+OBJECT_KINDS = {KINDS[kind][0]: kind for kind in STORABLE_KINDS}
+# Events after which a retrieve finds the object deleted rather than in its last state.
+DELETING_EVENTS = {"customer.deleted": "customers", "invoice.deleted": "invoices"}
+EVENT_TYPES = WEBHOOK_EVENT_TYPES - {"*"}
 
 # Restricted-key resources and the rak_ permission Stripe names when one is missing.
 PERMISSION_NAMES = {
@@ -176,6 +183,7 @@ PERMISSION_NAMES = {
     ("checkout_sessions", "read"): "rak_checkout_session_read",
     ("webhook_endpoints", "read"): "rak_webhook_read",
     ("webhook_endpoints", "write"): "rak_webhook_write",
+    ("events", "read"): "rak_event_read",
 }
 RESOURCES = {resource for resource, _ in PERMISSION_NAMES}
 LEVELS = {"none": 0, "read": 1, "write": 2}
@@ -228,6 +236,8 @@ ROUTE_PARAMS: dict[str, tuple[set, set]] = {
     "webhook_endpoints.update": ({"description", "disabled", "enabled_events", "expand", "metadata", "url"},
                                  {"description", "disabled", "enabled_events", "expand", "metadata", "url"}),
     "webhook_endpoints.delete": (set(), set()),
+    "events.list": (LIST_COMMON | {"delivery_success", "type", "types"},
+                    LIST_COMMON | {"delivery_success", "type", "types"}),
 }
 
 # Fields the double can expand into stored objects.
@@ -395,6 +405,7 @@ class StripeDouble:
         self._server = None
         self._thread: threading.Thread | None = None
         self.deliveries: list[dict] = []
+        self._dropped = False
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -749,47 +760,64 @@ class StripeDouble:
                 timeout: float = 10.0) -> list[tuple[str, int | None]]:
         """Act as Stripe delivering a webhook, so receivers are tested against real signatures and bytes."""
         # Returns [(endpoint_id, HTTP status or None if the connection failed)]; redirects are not followed.
-        payload = event_bytes.encode("utf-8") if isinstance(event_bytes, str) else bytes(event_bytes)
-        event = json.loads(payload)
+        payload_bytes = event_bytes.encode("utf-8") if isinstance(event_bytes, str) else bytes(event_bytes)
+        event = json.loads(payload_bytes)
         event_type = event["type"]
         livemode = bool(event.get("livemode", False))
         with self._lock:
-            account = self._account(account_id)
-            targets = []
-            for ep in account.collection(livemode, "webhook_endpoints").newest_first():
-                if endpoint_id is not None and ep["id"] != endpoint_id:
-                    continue
-                if ep["status"] != "enabled":
-                    continue
-                if "*" not in ep["enabled_events"] and event_type not in ep["enabled_events"]:
-                    continue
-                targets.append((ep["id"], ep["url"], ep["secret"]))
+            targets = self._targets(self._account(account_id), livemode, event_type, endpoint_id)
         if endpoint_id is not None and not targets:
-            log.warning("Stripe double: endpoint %s is not an enabled %s endpoint subscribed to %s",
-                        endpoint_id, "live" if livemode else "test", event_type)
-        results = []
-        for ep_id, url, secret in targets:
-            headers = {
-                "Content-Type": "application/json; charset=utf-8",
-                "User-Agent": "Stripe/1.0 (+https://stripe.com/docs/webhooks)",
-                "Accept": "*/*; q=0.5, application/xml",
-                "Cache-Control": "no-cache",
-                "Stripe-Signature": self.sign(payload, secret, livemode=livemode),
-            }
-            target = self._delivery_url(url)
-            status: int | None
-            error = None
-            try:
-                resp = http.post(target, data=payload, headers=headers, timeout=timeout, allow_redirects=False)
-                status = resp.status_code
-            except http.RequestException as exc:
-                status, error = None, f"{type(exc).__name__}: {exc}"
-            log.debug("Stripe double delivered %s to %s (%s): %s", event_type, ep_id, target, status or error)
-            with self._lock:
-                self.deliveries.append({"endpoint_id": ep_id, "url": target, "event_id": event.get("id"),
-                                        "type": event_type, "status": status, "error": error})
-            results.append((ep_id, status))
-        return results
+            self._warn_no_target(endpoint_id, livemode, event_type)
+        return [(ep["id"], self._post(ep, payload_bytes, event.get("id"), event_type, livemode, timeout))
+                for ep in targets]
+
+    def _targets(self, account: _Account, livemode: bool, event_type: str,
+                 endpoint_id: str | None = None) -> list[dict]:
+        """Snapshots of the enabled endpoints of that mode subscribed to event_type (or just endpoint_id)."""
+        targets = []
+        for ep in account.collection(livemode, "webhook_endpoints").newest_first():
+            if endpoint_id is not None and ep["id"] != endpoint_id:
+                continue
+            if ep["status"] != "enabled":
+                continue
+            if "*" not in ep["enabled_events"] and event_type not in ep["enabled_events"]:
+                continue
+            targets.append({k: ep[k] for k in ("id", "url", "secret", "api_version")})
+        return targets
+
+    def _warn_no_target(self, endpoint_id: str, livemode: bool, event_type: str) -> None:
+        """A delivery aimed at one endpoint that reaches none is almost always a test mistake; say so."""
+        log.warning("Stripe double: endpoint %s is not an enabled %s endpoint subscribed to %s",
+                    endpoint_id, "live" if livemode else "test", event_type)
+
+    def _post(self, ep: dict, payload_bytes: bytes, event_id: str | None, event_type: str, livemode: bool,
+              timeout: float) -> int | None:
+        """POST one signed payload to one endpoint and log it in `deliveries`; None when the connection failed."""
+        headers = {
+            "Content-Type": "application/json; charset=utf-8",
+            "User-Agent": "Stripe/1.0 (+https://stripe.com/docs/webhooks)",
+            "Accept": "*/*; q=0.5, application/xml",
+            "Cache-Control": "no-cache",
+            "Stripe-Signature": self.sign(payload_bytes, ep["secret"], livemode=livemode),
+        }
+        target = self._delivery_url(ep["url"])
+        status: int | None
+        error = None
+        try:
+            resp = http.post(target, data=payload_bytes, headers=headers, timeout=timeout, allow_redirects=False)
+            status = resp.status_code
+        except http.RequestException as exc:
+            status, error = None, f"{type(exc).__name__}: {exc}"
+        log.debug("Stripe double delivered %s to %s (%s): %s", event_type, ep["id"], target, status or error)
+        self._log_delivery(ep["id"], target, event_id, event_type, status, error)
+        return status
+
+    def _log_delivery(self, endpoint_id: str, url: str, event_id: str | None, event_type: str,
+                      status: int | None, error: str | None) -> None:
+        """Keep every attempt (dropped ones too) so tests can count what reached, or missed, each endpoint."""
+        with self._lock:
+            self.deliveries.append({"endpoint_id": endpoint_id, "url": url, "event_id": event_id,
+                                    "type": event_type, "status": status, "error": error})
 
     def _delivery_url(self, url: str) -> str:
         parts = urlsplit(url)
@@ -799,6 +827,177 @@ class StripeDouble:
             return url
         b = urlsplit(base)
         return urlunsplit((b.scheme, b.netloc, b.path + parts.path, parts.query, ""))
+
+    # ------------------------------------------------------------------ events, outages, endpoint changes
+
+    def emit(self, account_id: str, event_type: str, obj: dict, *, livemode: bool | None = None,
+             created: int | None = None, api_version: str | None = None, previous_attributes: dict | None = None,
+             deliver: bool = True, event_id: str | None = None) -> dict:
+        """Create an event as Stripe does when `obj` changes: the object is upserted (so the API serves its new
+        state), the event recorded for GET /v1/events and sent to each subscribed endpoint in its api_version.
+
+        The event is rendered in `api_version`, else the account's default version, as Stripe renders an event
+        in the version that was the account default when it was created. Returns the event as recorded."""
+        opts = {"livemode": livemode, "created": created, "api_version": api_version,
+                "previous_attributes": copy.deepcopy(previous_attributes), "event_id": event_id}
+        (record,) = self._emit(account_id, [(event_type, copy.deepcopy(obj), opts)], deliver)
+        with self._lock:
+            return copy.deepcopy(record.event)
+
+    def emit_many(self, account_id: str, items: list, *, deliver: bool = True) -> list[str]:
+        """Emit many events at benchmark speed, returning their ids in order; each item is
+        (event_type, obj[, kwargs]) or {"type", "object", **kwargs} with emit()'s keyword arguments.
+
+        Objects are stored without a deep copy: pass a fresh dict per item and do not change nested
+        values afterwards (top-level keys are copied)."""
+        return [record.event["id"] for record in self._emit(account_id, items, deliver)]
+
+    def _emit(self, account_id: str, items: list, deliver: bool) -> list[EventRecord]:
+        """Build every event first (so a bad item stores nothing), store them, then deliver outside the lock."""
+        with self._lock:
+            account = self._account(account_id)
+            targets_by_key: dict[tuple[bool, str], list[dict]] = {}
+            built = []
+            for item in items:
+                event_type, obj, opts = _event_item(item)
+                obj = dict(obj)
+                mode = bool(obj.get("livemode", account.livemode) if opts.get("livemode") is None
+                            else opts["livemode"])
+                key = (mode, event_type)
+                if key not in targets_by_key:
+                    targets_by_key[key] = self._targets(account, mode, event_type)
+                record = self._new_event(account, event_type, obj, mode, targets_by_key[key], opts)
+                built.append((record, mode, targets_by_key[key]))
+            self._store_events(account, [(record, mode) for record, mode, _ in built])
+        if deliver:
+            for record, mode, targets in built:
+                if targets:
+                    self._dispatch(record, targets, mode)
+        return [record for record, _, _ in built]
+
+    def _new_event(self, account: _Account, event_type: str, obj: dict, mode: bool, targets: list[dict],
+                   opts: dict) -> EventRecord:
+        """One event envelope around `obj` rendered in the event's version, pending for every target."""
+        if event_type not in EVENT_TYPES:
+            raise ValueError(f"unknown Stripe event type {event_type!r}")
+        version = check_version(opts.get("api_version") or account.api_version)
+        created = int(time.time()) if opts.get("created") is None else int(opts["created"])
+        event = envelope(opts.get("event_id") or self._ids.event(), event_type, render_in_version(obj, version),
+                         api_version=version, created=created, livemode=mode, pending_webhooks=len(targets),
+                         previous_attributes=opts.get("previous_attributes"))
+        return EventRecord(event, obj, {ep["id"] for ep in targets})
+
+    def _store_events(self, account: _Account, built: list[tuple[EventRecord, bool]]) -> None:
+        """Record the events and upsert their objects; the last event about an object leaves its state."""
+        events: dict[bool, dict[str, EventRecord]] = {}
+        objects: dict[tuple[bool, str], dict[str, EventRecord]] = {}
+        for record, mode in built:
+            event_id = record.event["id"]
+            if event_id in events.setdefault(mode, {}) or event_id in account.collection(mode, "events"):
+                raise ValueError(f"event {event_id} is already recorded")
+            events[mode][event_id] = record
+            kind = OBJECT_KINDS.get(record.source.get("object"))
+            if kind is not None and record.source.get("id"):
+                objects.setdefault((mode, kind), {})[record.source["id"]] = record
+        for mode, by_id in events.items():
+            account.collection(mode, "events").bulk_put([(i, r.event["created"], r) for i, r in by_id.items()])
+        for (mode, kind), by_id in objects.items():
+            self._upsert(account.collection(mode, kind), kind, by_id)
+
+    def _upsert(self, coll: Collection, kind: str, by_id: dict[str, EventRecord]) -> None:
+        """Store each object's latest state, or mark it deleted after customer.deleted / invoice.deleted."""
+        puts = []
+        for object_id, record in by_id.items():
+            if DELETING_EVENTS.get(record.event["type"]) == kind:
+                if not coll.delete(object_id):
+                    coll.deleted.add(object_id)
+                continue
+            created = record.source.get("created")
+            if not isinstance(created, int):
+                created = coll.created.get(object_id, record.event["created"])
+            puts.append((object_id, created, record.source))
+        coll.bulk_put(puts)
+
+    def _dispatch(self, record: EventRecord, targets: list[dict], livemode: bool,
+                  timeout: float = 10.0) -> list[tuple[str, int | None]]:
+        """Send a recorded event to each target in the target's api_version, or log it dropped in an outage."""
+        with self._lock:
+            event_id, event_type = record.event["id"], record.event["type"]
+            if self._dropped:
+                for ep in targets:
+                    self._log_delivery(ep["id"], self._delivery_url(ep["url"]), event_id, event_type, None, DROPPED)
+                return [(ep["id"], None) for ep in targets]
+            bodies: dict[str, bytes] = {}
+            for ep in targets:
+                version = ep["api_version"] or record.event["api_version"]
+                if version not in bodies:
+                    bodies[version] = payload(for_version(record, version))
+        results = []
+        for ep in targets:
+            body = bodies[ep["api_version"] or record.event["api_version"]]
+            status = self._post(ep, body, event_id, event_type, livemode, timeout)
+            if status is not None and 200 <= status < 300:
+                with self._lock:
+                    record.mark_delivered(ep["id"])
+            results.append((ep["id"], status))
+        return results
+
+    def drop_deliveries(self, dropped: bool = True) -> None:
+        """Simulate a webhook outage: emitted (and resent) events are recorded but reach no endpoint; each
+        lost delivery is logged in `deliveries` with status None. deliver() with raw bytes is unaffected."""
+        with self._lock:
+            self._dropped = bool(dropped)
+
+    def redeliver(self, account_id: str, event_id: str, endpoint_id: str | None = None,
+                  timeout: float = 10.0) -> list[tuple[str, int | None]]:
+        """Send a recorded event again, as the Dashboard's Resend does; returns like deliver()."""
+        with self._lock:
+            account = self._account(account_id)
+            record, mode = self._find_event(account, event_id)
+            targets = self._targets(account, mode, record.event["type"], endpoint_id)
+        if endpoint_id is not None and not targets:
+            self._warn_no_target(endpoint_id, mode, record.event["type"])
+        return self._dispatch(record, targets, mode, timeout)
+
+    def _find_event(self, account: _Account, event_id: str) -> tuple[EventRecord, bool]:
+        """The recorded event and its mode, so a resend needs no livemode from the caller."""
+        for mode in (False, True):
+            record = account.collection(mode, "events").items.get(event_id)
+            if record is not None:
+                return record, mode
+        raise KeyError(f"no event {event_id!r} recorded for account {account.id}")
+
+    def events(self, account_id: str, livemode: bool | None = None) -> list[dict]:
+        """Every recorded event (both modes unless livemode says), newest first, older than 30 days included."""
+        with self._lock:
+            account = self._account(account_id)
+            modes = [False, True] if livemode is None else [bool(livemode)]
+            records = [r for mode in modes for r in account.collection(mode, "events").items.values()]
+            records.sort(key=lambda r: (r.event["created"], r.event["id"]), reverse=True)
+            return [copy.deepcopy(r.event) for r in records]
+
+    def _endpoint_coll(self, account_id: str, endpoint_id: str) -> Collection:
+        """The collection (test or live) holding the endpoint."""
+        account = self._account(account_id)
+        for mode in (False, True):
+            coll = account.collection(mode, "webhook_endpoints")
+            if endpoint_id in coll:
+                return coll
+        raise KeyError(f"no webhook endpoint {endpoint_id!r} on account {account_id}")
+
+    def disable_endpoint(self, account_id: str, endpoint_id: str) -> dict:
+        """Disable an endpoint as Stripe does after days of failed deliveries; it then receives nothing."""
+        with self._lock:
+            endpoint = self._endpoint_coll(account_id, endpoint_id).items[endpoint_id]
+            endpoint["status"] = "disabled"
+            return copy.deepcopy(endpoint)
+
+    def delete_endpoint(self, account_id: str, endpoint_id: str) -> None:
+        """Remove an endpoint as a colleague deleting it in the Dashboard does."""
+        with self._lock:
+            coll = self._endpoint_coll(account_id, endpoint_id)
+            coll.delete(endpoint_id)
+            coll.deleted.discard(endpoint_id)
 
     # ------------------------------------------------------------------ WSGI
 
@@ -1148,6 +1347,48 @@ class StripeDouble:
                                          param="expand")
             obj[field] = copy.deepcopy(self._public(target, render(stored)))
 
+    def _oldest_visible(self) -> int:
+        """Stripe keeps events 30 days; older ones are neither listed nor retrievable."""
+        return int(time.time()) - RETENTION_SECONDS
+
+    def _visible_event(self, ctx: _Context, event_id: Any, param: str = "id") -> EventRecord:
+        """The event if this mode has it within retention, else the 404 Stripe answers (naming the other mode)."""
+        oldest = self._oldest_visible()
+        record = self._coll(ctx, "events").items.get(event_id) if isinstance(event_id, str) else None
+        if record is not None and record.event["created"] >= oldest:
+            return record
+        other = ctx.account.collections.get((not ctx.livemode, "events"))
+        twin = other.items.get(event_id) if other is not None and isinstance(event_id, str) else None
+        other_mode = (not ctx.livemode) if twin is not None and twin.event["created"] >= oldest else None
+        raise errors.resource_missing("event", str(event_id), param=param, other_mode=other_mode)
+
+    def h_events_list(self, ctx: _Context, params: dict) -> tuple[int, dict]:
+        limit = self._limit(params)
+        after, before = params.get("starting_after"), params.get("ending_before")
+        if after is not None and before is not None:
+            raise StripeError(400, "You may only specify one of these parameters: starting_after, ending_before.")
+        match = type_filter(params)
+        lo, hi = self._created_range(params)
+        oldest = self._oldest_visible()
+        lo = oldest if lo is None else max(lo, oldest)
+        for name, cursor in (("starting_after", after), ("ending_before", before)):
+            if cursor is not None:
+                self._visible_event(ctx, cursor, param=name)
+        records, has_more = self._coll(ctx, "events").page(limit=limit, starting_after=after, ending_before=before,
+                                                           created_range=(lo, hi), match=match)
+        paths = self._expand_paths(params)
+        data = []
+        for record in records:
+            out = copy.deepcopy(record.event)
+            self._expand(ctx, "events", out, paths, in_list=True)
+            data.append(out)
+        return 200, {"object": "list", "data": data, "has_more": has_more, "url": KINDS["events"][2]}
+
+    def h_event_retrieve(self, ctx: _Context, params: dict, id: str) -> tuple[int, dict]:
+        out = copy.deepcopy(self._visible_event(ctx, id).event)
+        self._expand(ctx, "events", out, self._expand_paths(params), in_list=False)
+        return 200, out
+
     def h_line_items(self, ctx: _Context, params: dict, id: str) -> tuple[int, dict]:
         if id not in self._coll(ctx, "checkout_sessions"):
             raise self._missing(ctx, "checkout_sessions", id)
@@ -1360,7 +1601,8 @@ class StripeDouble:
             return {"ok": True}
         if method == "POST" and parts == ["accounts"]:
             account = self.add_account(email=body.get("email"), business_name=body.get("business_name"),
-                                       livemode=bool(body.get("livemode", False)), id=body.get("id"))
+                                       livemode=bool(body.get("livemode", False)), id=body.get("id"),
+                                       api_version=check_version(body.get("api_version") or DEFAULT_API_VERSION))
             return {"account": account, "secret_key": self.add_secret_key(account["id"])}
         if method == "POST" and parts == ["fail_next"]:
             self.fail_next(int(body.get("n", 1)), int(body.get("status", 429)), body.get("path_prefix"),
@@ -1386,6 +1628,9 @@ class StripeDouble:
         if method == "GET" and parts == ["deliveries"]:
             with self._lock:
                 return {"data": list(self.deliveries)}
+        if method == "POST" and parts == ["deliveries"]:
+            self.drop_deliveries(bool(body.get("dropped", True)))
+            return {"ok": True, "dropped": self._dropped}
         if len(parts) >= 3 and parts[0] == "accounts":
             account_id, rest = parts[1], parts[2:]
             livemode = body.get("livemode")
@@ -1412,7 +1657,46 @@ class StripeDouble:
             if method == "POST" and rest == ["deliver"]:
                 results = self.deliver(account_id, request.get_data(), request.args.get("endpoint_id"))
                 return {"results": [{"endpoint_id": e, "status": s} for e, s in results]}
+            return self._control_events(method, account_id, rest, body)
         return None
+
+    def _control_events(self, method: str, account_id: str, rest: list[str], body: dict) -> Any:
+        """Control routes for recorded events and endpoint changes under /_double/accounts/<id>/."""
+        if method == "GET" and rest == ["events"]:
+            return {"data": self.events(account_id)}
+        if method == "POST" and rest == ["events"]:
+            return self.emit(account_id, body["type"], body["object"], livemode=body.get("livemode"),
+                             created=body.get("created"), api_version=body.get("api_version"),
+                             previous_attributes=body.get("previous_attributes"),
+                             deliver=bool(body.get("deliver", True)), event_id=body.get("id"))
+        if method == "POST" and len(rest) == 3 and rest[0] == "events" and rest[2] == "redeliver":
+            results = self.redeliver(account_id, rest[1], body.get("endpoint_id"))
+            return {"results": [{"endpoint_id": e, "status": s} for e, s in results]}
+        if method == "POST" and len(rest) == 3 and rest[0] == "endpoints" and rest[2] == "disable":
+            return self.disable_endpoint(account_id, rest[1])
+        if method == "DELETE" and len(rest) == 2 and rest[0] == "endpoints":
+            self.delete_endpoint(account_id, rest[1])
+            return {"id": rest[1], "object": "webhook_endpoint", "deleted": True}
+        return None
+
+
+EMIT_OPTIONS = frozenset({"livemode", "created", "api_version", "previous_attributes", "event_id"})
+
+
+def _event_item(item: Any) -> tuple[str, Any, dict]:
+    """Accept emit_many items as (type, obj[, kwargs]) or {"type", "object", **kwargs}."""
+    if isinstance(item, dict):
+        opts = dict(item)
+        event_type, obj = opts.pop("type"), opts.pop("object")
+    else:
+        event_type, obj, *rest = item
+        opts = dict(rest[0]) if rest else {}
+    unknown = set(opts) - EMIT_OPTIONS
+    if unknown:
+        raise TypeError(f"unknown emit option(s) {sorted(unknown)}; known: {sorted(EMIT_OPTIONS)}")
+    if not isinstance(obj, dict):
+        raise TypeError(f"an event's object must be a dict, not {type(obj).__name__}")
+    return event_type, obj, opts
 
 
 def _kind_route(kind: str, path: str) -> list[tuple]:
@@ -1446,4 +1730,6 @@ ROUTES: list[tuple] = [
      "webhook_endpoints.update", StripeDouble.h_webhook_update),
     ("DELETE", re.compile(r"/v1/webhook_endpoints/(?P<id>[^/]+)"), "webhook_endpoints", "write",
      "webhook_endpoints.delete", StripeDouble.h_webhook_delete),
+    ("GET", re.compile(r"/v1/events"), "events", "read", "events.list", StripeDouble.h_events_list),
+    ("GET", re.compile(r"/v1/events/(?P<id>[^/]+)"), "events", "read", "retrieve", StripeDouble.h_event_retrieve),
 ]

@@ -52,7 +52,7 @@ class Collection:
             self.items[object_id] = obj
             self.created[object_id] = created
             self._keys.append((created, object_id))
-        self._dirty = True
+            self._dirty = True  # before any later put() in this batch, which must see the keys sorted
 
     def delete(self, object_id: str) -> bool:
         """Remove an object but remember it, because Stripe answers retrieves of deleted objects differently."""

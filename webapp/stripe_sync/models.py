@@ -17,6 +17,11 @@ RESOURCE_NEEDS_ATTENTION = "needs_attention"
 RESOURCE_DISCONNECTING = "disconnecting"  # endpoint deletion in Stripe not confirmed yet
 RESOURCE_DISCONNECTED = "disconnected"
 
+# StripeResource.endpoint_status, as the last health check found the endpoint in Stripe
+ENDPOINT_ENABLED = "enabled"
+ENDPOINT_DISABLED = "disabled"
+ENDPOINT_MISSING = "missing"
+
 SYNC_HISTORICAL = "historical"
 SYNC_NEW_ONLY = "new_only"
 SYNC_TYPES = {
@@ -57,6 +62,17 @@ class StripeAccount(db.Model):
     connected_at: Mapped[datetime] = mapped_column(default=utcnow)
     disconnected_at: Mapped[Optional[datetime]] = mapped_column()
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Recovery of events webhooks did not deliver (stripe_sync/recovery/): every subscribed event created
+    # before the checkpoint (epoch seconds) is stored; the gap is what Stripe no longer kept when we looked.
+    events_checkpoint: Mapped[Optional[int]] = mapped_column()
+    events_checked_at: Mapped[Optional[datetime]] = mapped_column()
+    events_recovered: Mapped[int] = mapped_column(default=0)  # ever
+    events_last_recovered: Mapped[int] = mapped_column(default=0)  # by the last check
+    events_error: Mapped[Optional[str]] = mapped_column(Text)  # why the last check failed, in plain words
+    events_gap_from: Mapped[Optional[int]] = mapped_column()
+    events_gap_to: Mapped[Optional[int]] = mapped_column()
+    recovery_requested_at: Mapped[Optional[datetime]] = mapped_column()  # a check is queued or running
+    endpoints_checked_at: Mapped[Optional[datetime]] = mapped_column()
 
     resources: Mapped[list["StripeResource"]] = relationship(
         back_populates="account", order_by="StripeResource.id")
@@ -91,6 +107,8 @@ class StripeResource(db.Model):
     last_event_at: Mapped[Optional[datetime]] = mapped_column()
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     disconnected_at: Mapped[Optional[datetime]] = mapped_column()
+    endpoint_status: Mapped[Optional[str]] = mapped_column(String(20))  # ENDPOINT_*; None: not checked yet
+    endpoint_seen_url: Mapped[Optional[str]] = mapped_column(Text)  # the URL Stripe has for it, when checked
 
     account: Mapped[StripeAccount] = relationship(back_populates="resources")
     mappings: Mapped[list["FieldMapping"]] = relationship(
@@ -174,6 +192,7 @@ class StripeEvent(db.Model):
     payload: Mapped[str] = mapped_column(Text)
     status: Mapped[str] = mapped_column(String(20), default=EVENT_RECEIVED)
     historical: Mapped[bool] = mapped_column(default=False)
+    recovered: Mapped[bool] = mapped_column(default=False)  # read from /v1/events: no webhook brought it
     attempts: Mapped[int] = mapped_column(default=0)
     error: Mapped[Optional[str]] = mapped_column(Text)
     contact_id: Mapped[Optional[int]] = mapped_column(ForeignKey("contacts.id", ondelete="SET NULL"))
@@ -193,6 +212,7 @@ class EventRef:
     type: str
     created: int
     historical: bool = False
+    recovered: bool = False
 
 
 class SyncLog(db.Model):
@@ -221,6 +241,7 @@ class SyncLog(db.Model):
     attempt: Mapped[int] = mapped_column(default=1)
     duration_ms: Mapped[Optional[int]] = mapped_column()
     historical: Mapped[bool] = mapped_column(default=False)
+    recovered: Mapped[bool] = mapped_column(default=False)
 
     resource: Mapped[Optional[StripeResource]] = relationship(lazy="joined")
     contact: Mapped[Optional["Contact"]] = relationship(lazy="joined")  # noqa: F821

@@ -133,7 +133,7 @@ def row(event: EventRef, outcome: str, reason: str, attempt: int, started: float
                 event_row_id=event.id, stripe_event_id=event.stripe_event_id, event_type=event.type,
                 contact_id=contact_id, outcome=outcome, reason=reason, detail=detail, attempt=attempt,
                 duration_ms=int((time.monotonic() - started) * 1000) if started is not None else 0,
-                historical=event.historical)
+                historical=event.historical, recovered=event.recovered)
 
 
 def record(rows: list[dict], counted: bool = True) -> None:

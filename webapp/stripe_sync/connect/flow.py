@@ -22,7 +22,7 @@ from webapp.stripe_sync.models import (
     ACCOUNT_CONNECTED, RESOURCE_ACTIVE, RESOURCE_DISCONNECTED, RESOURCE_NEEDS_ATTENTION, SYNC_TYPES, ConnectDraft, FieldMapping,
     StripeAccount, StripeResource, WebhookSecret,
 )
-from webapp.timeutil import utcnow
+from webapp.timeutil import epoch, utcnow
 
 log = logging.getLogger(__name__)
 DRAFT_LIFETIME = timedelta(hours=6)
@@ -256,6 +256,8 @@ def finish(draft: ConnectDraft, rows, base_url: str) -> tuple[MappingResult, Str
             account.livemode, account.key_mask = draft.livemode, draft.key_mask
             account.secret_key_enc = draft.secret_key_enc
             account.status, account.connected_at, account.disconnected_at = ACCOUNT_CONNECTED, utcnow(), None
+            # Missed events are recovered from this connection on (stripe_sync/recovery/), not before it.
+            account.events_checkpoint, account.events_gap_from, account.events_gap_to = epoch(utcnow()), None, None
         res = StripeResource(account=account, kind=draft.kind, sync_type=draft.sync_type,
                              trigger_historical=draft.trigger_historical, status=status, status_reason=reason,
                              token=token, webhook_endpoint_id=endpoint_id, webhook_url=url)

@@ -218,12 +218,14 @@ def _load(row_ids: list[int]) -> tuple[list[Item], list[str]]:
         update(table).where(table.c.id.in_(row_ids), table.c.status.not_in(DONE_STATUSES))
         .values(attempts=table.c.attempts + 1)
         .returning(table.c.id, table.c.account_id, table.c.resource_id, table.c.stripe_event_id, table.c.type,
-                   table.c.created, table.c.historical, table.c.attempts, table.c.payload)).all()
+                   table.c.created, table.c.historical, table.c.recovered, table.c.attempts,
+                   table.c.payload)).all()
     db.session.commit()
     if len(rows) < len(row_ids):
         log.info("%s of %s Stripe event row(s) already done or gone", len(row_ids) - len(rows), len(row_ids))
     rows = sorted(rows, key=lambda r: r.id)
     items = [Item(ref=EventRef(id=row.id, account_id=row.account_id, resource_id=row.resource_id,
                                stripe_event_id=row.stripe_event_id, type=row.type, created=row.created,
-                               historical=row.historical), attempt=row.attempts) for row in rows]
+                               historical=row.historical, recovered=row.recovered), attempt=row.attempts)
+             for row in rows]
     return items, [row.payload for row in rows]

@@ -58,10 +58,13 @@ def retry_policy(retries: int | None = None) -> Retry | None:
     return Retry(max=count, interval=seconds[len(seconds) - count:])
 
 
-def queue_events(row_ids: list[int], queue: Queue | None = None, event: dict | None = None) -> None:
+def queue_events(row_ids: list[int], queue: Queue | None = None, event: dict | None = None,
+                 events: list[dict] | None = None) -> None:
     """Hand events to a drain job, or to a job each when batching is off (EVENT_BATCH_SIZE 1); Redis
-    errors propagate so the caller decides what "down" means. With the parsed `event` (intake), its
-    customer picks the drain shard; without (the sweep), the row id does."""
+    errors propagate so the caller decides what "down" means. With the parsed `event` (intake) or
+    `events` (one per id: recovery), the customer picks the drain shard; without (the sweep), the row id."""
+    if not row_ids:
+        return
     queue = queue or get_queue()
     if batch_size() > 1:
         shards = pending.shard_count()
@@ -69,8 +72,9 @@ def queue_events(row_ids: list[int], queue: Queue | None = None, event: dict | N
             pending.add(queue, row_ids, pending.shard_for(event, shards))
             return
         by_shard: dict[int, list[int]] = {}
-        for row_id in row_ids:
-            by_shard.setdefault(row_id % shards, []).append(row_id)
+        for n, row_id in enumerate(row_ids):
+            shard = pending.shard_for(events[n], shards) if events is not None else row_id % shards
+            by_shard.setdefault(shard, []).append(row_id)
         for shard, ids in by_shard.items():
             pending.add(queue, ids, shard)
         return

@@ -199,7 +199,7 @@ def _give_up(event_id: int, status: str, attempts: int, why: str) -> None:
     event.status, event.error = EVENT_FAILED, message
     ref = EventRef(id=event.id, account_id=event.account_id, resource_id=event.resource_id,
                    stripe_event_id=event.stripe_event_id, type=event.type, created=event.created,
-                   historical=event.historical)
+                   historical=event.historical, recovered=event.recovered)
     synclog.record([synclog.row(ref, OUTCOME_FAILED, message, attempts)])
     db.session.commit()
     log.error("Stripe event row %s: %s", event_id, message)
