@@ -75,6 +75,9 @@ def test_a_disabled_endpoint_is_shown_and_re_enabled(logged_in_page, db, deliver
     expect(status).to_contain_text("Stripe disabled this endpoint after failed deliveries")
     recovery = page.locator(".recovery")
     expect(recovery).to_contain_text("1 recovered")
+    page.goto("/apps/connected")  # seen from Connected Apps too
+    expect(page.locator(".endpoint-alert")).to_have_text("1 webhook endpoint disabled or deleted in Stripe")
+    page.goto("/apps/stripe")
 
     second = new_customer(stripe_double, 2)
     status.get_by_role("button", name="Re-enable").click()
