@@ -23,8 +23,6 @@ def upgrade():
         batch.add_column(sa.Column('events_error', sa.Text(), nullable=True))
         batch.add_column(sa.Column('events_gap_from', sa.Integer(), nullable=True))
         batch.add_column(sa.Column('events_gap_to', sa.Integer(), nullable=True))
-        batch.add_column(sa.Column('recovery_requested_at', sa.DateTime(), nullable=True))
-        batch.add_column(sa.Column('endpoints_checked_at', sa.DateTime(), nullable=True))
     with op.batch_alter_table('stripe_resources') as batch:
         batch.add_column(sa.Column('endpoint_status', sa.String(length=20), nullable=True))
         batch.add_column(sa.Column('endpoint_seen_url', sa.Text(), nullable=True))
@@ -43,7 +41,7 @@ def downgrade():
         batch.drop_column('endpoint_seen_url')
         batch.drop_column('endpoint_status')
     with op.batch_alter_table('stripe_accounts') as batch:
-        for column in ('endpoints_checked_at', 'recovery_requested_at', 'events_gap_to', 'events_gap_from',
+        for column in ('events_gap_to', 'events_gap_from',
                        'events_error', 'events_last_recovered', 'events_recovered', 'events_checked_at',
                        'events_checkpoint'):
             batch.drop_column(column)

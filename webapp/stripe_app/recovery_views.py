@@ -1,5 +1,8 @@
 """Missed events and endpoint health on the Stripe page: "Check for missed events", the 30-day gap's
-"Run historical sync", and an endpoint's "Re-enable", "Recreate endpoint" and "Update URL"."""
+"Run historical sync", and an endpoint's "Re-enable", "Recreate endpoint" and "Update URL".
+
+What could not be done (Stripe refused or was unreachable, the job queue is down) answers 409 with the
+fragment saying why, since htmx swaps 4xx answers and not 5xx ones (base.html's htmx-config)."""
 import logging
 
 from flask import abort, render_template
@@ -78,7 +81,7 @@ def account_recovery_check(account_id):
     """"Check for missed events": queue the account's check now."""
     account = _account_or_404(account_id)
     error = _queue_check(account.id)
-    return _recovery_fragment(account, error=error, status=503 if error else 200)
+    return _recovery_fragment(account, error=error, status=409 if error else 200)
 
 
 @bp.route("/stripe/accounts/<int:account_id>/history", methods=["POST"])
@@ -90,7 +93,7 @@ def account_rerun_history(account_id):
     except RedisError:
         db.session.rollback()
         return _recovery_fragment(account, error="The historical sync could not be queued: the job queue is "
-                                                 "unavailable. Try again in a moment.", status=503)
+                                                 "unavailable. Try again in a moment.", status=409)
     note = (f"Historical sync started for {started} resource(s); its progress shows below each resource. "
             "Reload the page to follow it.") if started else "A historical sync is already running."
     return _recovery_fragment(account, note=note)
@@ -109,7 +112,7 @@ def _repair(resource_id: int, action, done: str):
         action(res)
     except StripeProblem as problem:
         db.session.rollback()
-        return _health_fragment(res, error=problem.message, status=502 if problem.kind == "unreachable" else 409)
+        return _health_fragment(res, error=problem.message, status=409)
     error = _queue_check(res.account_id)
     return _health_fragment(res, note=done + (" " + error if error else " Checking for missed events…"))
 

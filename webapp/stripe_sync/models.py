@@ -71,8 +71,6 @@ class StripeAccount(db.Model):
     events_error: Mapped[Optional[str]] = mapped_column(Text)  # why the last check failed, in plain words
     events_gap_from: Mapped[Optional[int]] = mapped_column()
     events_gap_to: Mapped[Optional[int]] = mapped_column()
-    recovery_requested_at: Mapped[Optional[datetime]] = mapped_column()  # a check is queued or running
-    endpoints_checked_at: Mapped[Optional[datetime]] = mapped_column()
 
     resources: Mapped[list["StripeResource"]] = relationship(
         back_populates="account", order_by="StripeResource.id")

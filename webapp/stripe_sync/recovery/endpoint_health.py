@@ -28,7 +28,6 @@ from webapp.stripe_sync.models import (
     ENDPOINT_DISABLED, ENDPOINT_ENABLED, ENDPOINT_MISSING, RESOURCE_ACTIVE, RESOURCE_DISCONNECTED,
     RESOURCE_DISCONNECTING, StripeAccount, StripeResource, WebhookSecret,
 )
-from webapp.timeutil import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +52,6 @@ def check(account: StripeAccount, client: stripe.StripeClient) -> dict[int, str]
                     "Stripe webhook endpoint %s of resource %s is %s", res.webhook_endpoint_id, res.id, status)
         res.endpoint_status, res.endpoint_seen_url = status, url
         statuses[res.id] = status
-    account.endpoints_checked_at = utcnow()
     db.session.commit()
     return statuses
 

@@ -8,7 +8,7 @@ Decisions:
   each page's commit to that page's newest stored event, so a check killed halfway loses nothing and
   repeats little. Events younger than RECOVERY_SETTLE are left to their webhook, which is usually a
   second away; the next check takes them if it never comes.
-- A new account's checkpoint starts at its first resource's creation. An event is recovered only for
+- A new account's checkpoint starts when it is connected. An event is recovered only for
   a resource connected (and not removed) when it happened: an event from before a resource existed is
   history, which is the historical sync's job, and "Sync new records only" means just that.
 - Recorded like intake: one StripeEvent row, unique on (account, Stripe event id), inserted with
@@ -32,6 +32,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from urllib.parse import quote
@@ -50,7 +51,7 @@ from webapp.stripe_sync.models import (
 from webapp.stripe_sync.nul import json_text_without_nul
 from webapp.stripe_sync.queue.enqueue import REDIS_DOWN, queue_events
 from webapp.stripe_sync.recovery import endpoint_health
-from webapp.stripe_sync.recovery.reader import EVENTS_PATH, EventsReader, ReaderSettings
+from webapp.stripe_sync.recovery.reader import EVENTS_PATH, EventsReader, RateLimitedTooLong, ReaderSettings
 from webapp.timeutil import epoch, utcnow
 from webapp.tunables import setting
 from webapp.upsert import dialect_insert
@@ -58,6 +59,7 @@ from webapp.upsert import dialect_insert
 log = logging.getLogger(__name__)
 
 RECOVERING = (RESOURCE_ACTIVE, RESOURCE_NEEDS_ATTENTION)  # resources whose events are recovered
+LOCAL_HOLDER = "local-"  # a check run outside an RQ job: its lock just expires
 RETENTION_MARGIN = 600  # read no closer than this to the edge of what Stripe keeps
 REFRESH_THREADS = 8
 OBJECT_PATHS = {r.stripe_object: r.history.api_path for r in RESOURCES}
@@ -128,7 +130,7 @@ class AccountLock:
             return True
         current = self.redis.get(self.key)
         name = current.decode() if current else ""
-        if current is not None and (not name or worker_alive(self.redis, name)):
+        if current is not None and (name.startswith(LOCAL_HOLDER) or worker_alive(self.redis, name)):
             return False
         log.warning("Event recovery lock of %s held by dead worker %s; taking it over", self.key, name or "?")
         self.redis.set(self.key, self.holder, ex=self.seconds)
@@ -149,7 +151,7 @@ def recover_account(account_id: int, worker_name: str = "") -> Report:
     account = db.session.get(StripeAccount, account_id)
     if account is None or account.status != ACCOUNT_CONNECTED or not account.secret_key_enc:
         return Report(skipped="the account is not connected")
-    holder = worker_name or f"pid-{id(object())}"
+    holder = worker_name or f"{LOCAL_HOLDER}{uuid.uuid4().hex}"
     lock = AccountLock(get_redis(), account_id, holder, int(setting("RECOVERY_JOB_TIMEOUT")))
     if not lock.take():
         log.info("Event recovery of account %s already running elsewhere", account_id)
@@ -166,15 +168,22 @@ def recover_account(account_id: int, worker_name: str = "") -> Report:
         db.session.rollback()
         account = db.session.get(StripeAccount, account_id)
         if account is not None:
-            account.events_error = describe(exc).message if isinstance(exc, stripe.StripeError) else \
-                "The check stopped with an error; it runs again at the next interval."
-            account.recovery_requested_at = None
+            account.events_error = _plain(exc)
             db.session.commit()
         raise
     finally:
         lock.release()
     log.info("Event recovery of account %s: %s", account_id, report)
     return report
+
+
+def _plain(exc: Exception) -> str:
+    """Why a check failed, for the Stripe page (never a key, never a trace)."""
+    if isinstance(exc, RateLimitedTooLong):
+        return "Stripe kept answering “too many requests”. The check continues from where it stopped next time."
+    if isinstance(exc, stripe.StripeError):
+        return describe(exc).message
+    return "The check stopped with an error; it runs again at the next interval."
 
 
 def _recover(account: StripeAccount, client: stripe.StripeClient) -> Report:
@@ -186,8 +195,10 @@ def _recover(account: StripeAccount, client: stripe.StripeClient) -> Report:
     if not subs:
         _finish(account, max(account.events_checkpoint or 0, settle_at), report)
         return report
-    checkpoint = account.events_checkpoint or min(s.since for s in subs.values())
     kept_from = now - int(setting("STRIPE_EVENTS_RETENTION_DAYS")) * 86400 + RETENTION_MARGIN
+    # An account connected before recovery existed has no checkpoint: read what Stripe still has, and call
+    # nothing a gap, since its webhooks may well have delivered everything before.
+    checkpoint = account.events_checkpoint or max(min(s.since for s in subs.values()), kept_from)
     if checkpoint < kept_from:
         report.gap = True
         account.events_gap_from = min(account.events_gap_from or checkpoint, checkpoint)
@@ -231,7 +242,6 @@ def _finish(account: StripeAccount, checkpoint: int, report: Report) -> None:
     account.events_last_recovered = report.recovered
     account.events_recovered = (account.events_recovered or 0) + report.recovered
     account.events_error = None
-    account.recovery_requested_at = None
     db.session.commit()
 
 

@@ -9,12 +9,11 @@ import logging
 from rq import Queue, Retry
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from webapp.extensions import db
 from webapp.redis_queue import get_queue, worker_alive
 from webapp.stripe_sync.models import ACCOUNT_CONNECTED, StripeAccount
-from webapp.timeutil import utcnow
 from webapp.tunables import setting
 
 log = logging.getLogger(__name__)
@@ -56,9 +55,6 @@ def request_check(account_id: int, queue: Queue | None = None) -> bool:
                        timeout=int(setting("RECOVERY_JOB_TIMEOUT")), result_ttl=3600, failure_ttl=7 * 86400,
                        retry=Retry(max=len(RETRY_INTERVALS), interval=RETRY_INTERVALS),
                        description=f"check Stripe account {account_id} for missed events")
-    db.session.execute(update(StripeAccount).where(StripeAccount.id == account_id)
-                       .values(recovery_requested_at=utcnow()))
-    db.session.commit()
     return True
 
 
