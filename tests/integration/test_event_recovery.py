@@ -226,3 +226,39 @@ def test_a_429_storm_and_a_killed_worker_end_with_every_event_once(app, db, conn
     per_event = db.session.execute(select(SyncLog.stripe_event_id, func.count()).where(SyncLog.outcome != "failed")
                                    .group_by(SyncLog.stripe_event_id)).all()
     assert len(per_event) == 1200 and {n for _id, n in per_event} == {1}
+
+
+def test_an_endpoint_pointing_elsewhere_is_flagged_and_pointed_back(app, db, connected, stripe_double, run_worker,
+                                                                    auth_client):
+    account_id, resources = connected
+    res = db.session.get(StripeResource, resources["charge"].id)
+    client = make_client(decrypt(db.session.get(StripeAccount, account_id).secret_key_enc))
+    client.v1.webhook_endpoints.update(res.webhook_endpoint_id,
+                                       params={"url": "https://old-host.example.test/webhooks/stripe/" + res.token})
+    check_now(run_worker, account_id)
+    page = auth_client.get("/apps/stripe").get_data(as_text=True)
+    assert "https://old-host.example.test/webhooks/stripe/" in page and "not this app's address" in page
+    assert page.count(">Update URL</button>") == 1  # only the charge resource's endpoint points elsewhere
+
+    resp = auth_client.post(f"/apps/stripe/resources/{res.id}/endpoint/url")
+    assert resp.status_code == 200 and "Stripe now sends this resource&#39;s events here." in resp.get_data(as_text=True)
+    [endpoint] = [e for e in stripe_double.endpoints(ACCOUNT_ID) if e["id"] == res.webhook_endpoint_id]
+    assert endpoint["url"] == "https://crm.example.test/webhooks/stripe/" + res.token
+    assert "Update URL" not in auth_client.get("/apps/stripe").get_data(as_text=True)
+
+
+def test_repairs_stripe_refuses_say_why_and_change_nothing(app, db, connected, stripe_double, auth_client):
+    account_id, resources = connected
+    res = db.session.get(StripeResource, resources["customer"].id)
+    stripe_double.delete_endpoint(ACCOUNT_ID, res.webhook_endpoint_id)
+    resp = auth_client.post(f"/apps/stripe/resources/{res.id}/endpoint/reenable")
+    assert resp.status_code == 409
+    assert "no longer exists in Stripe. Use “Recreate endpoint”" in resp.get_data(as_text=True)
+    assert "Recreate endpoint</button>" in resp.get_data(as_text=True)
+    app.config["PUBLIC_BASE_URL"] = "http://localhost:5000"
+    token = res.token
+    resp = auth_client.post(f"/apps/stripe/resources/{res.id}/endpoint/recreate")
+    assert resp.status_code == 409 and "not a public address" in resp.get_data(as_text=True)
+    db.session.expire_all()
+    assert db.session.get(StripeResource, res.id).token == token  # nothing stored changed
+    assert auth_client.post("/apps/stripe/resources/99999/endpoint/recreate").status_code == 404
