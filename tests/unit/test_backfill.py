@@ -172,9 +172,14 @@ class TestBudget:
         conn = redis.Redis.from_url(redis_server.url)
         conn.flushdb()
         budget = Budget(conn, "acct_x:live", 80, burst_seconds=0.1)  # 8 at once, then 12.5 ms apart
+        started = time.monotonic()
         waits = [budget.wait() for _ in range(10)]
-        assert waits[:8] == [0.0] * 8  # only the 9th and 10th waited
-        assert waits[8:] == pytest.approx([0.013, 0.013], abs=0.006)
+        elapsed = time.monotonic() - started
+        assert waits[:8] == [0.0] * 8  # the burst went at once
+        assert all(w <= 0.02 for w in waits[8:])  # the 9th and 10th waited at most about one interval each
+        # ... and the rate held: the 10th went no sooner than two intervals after the burst (on a busy CPU the
+        # calls themselves may take that long, so how long each waited is not the measure; the elapsed time is).
+        assert elapsed >= 0.025 - 0.003
 
     def test_a_hold_is_not_cut_short_by_the_burst(self, redis_server):
         import redis
