@@ -7,7 +7,8 @@ import stripe
 
 from tests.stripe_double import StripeDouble
 from webapp.stripe_sync.budget import Budget, Pacer
-from webapp.stripe_sync.recovery.reader import EventsReader, ReaderSettings
+from webapp.stripe_sync.history.reader import ReaderSettings
+from webapp.stripe_sync.recovery.reader import EventsReader
 
 
 @pytest.fixture

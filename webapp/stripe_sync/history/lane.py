@@ -105,10 +105,7 @@ class LaneJob:
     def __init__(self, run: writer.Run):
         self.run = run
         account = db.session.get(StripeAccount, run.account_id)
-        self.settings = ReaderSettings(
-            backoff_base=float(setting("BACKFILL_BACKOFF_BASE")), backoff_max=float(setting("BACKFILL_BACKOFF_MAX")),
-            rate_limit_retries=int(setting("BACKFILL_RATE_LIMIT_RETRIES")),
-            error_retries=int(setting("BACKFILL_ERROR_RETRIES")))
+        self.settings = ReaderSettings.from_config()
         self.client = client_for_account(account)
         self.pacer = import_pacer(account, resource_spec(run.kind).history.api_path)
         self.waiter = _ImportWaiter(run, current_app._get_current_object())

@@ -64,12 +64,22 @@ class Page:
 
 @dataclass
 class ReaderSettings:
-    """The retry knobs, read from the app config by the caller."""
+    """The retry knobs of reading Stripe in the background (this import, and event recovery)."""
 
     backoff_base: float = 1.0
     backoff_max: float = 60.0
     rate_limit_retries: int = 10
     error_retries: int = 5
+
+    @classmethod
+    def from_config(cls) -> "ReaderSettings":
+        """The BACKFILL_* tunables (call inside the app context)."""
+        from webapp.tunables import setting
+
+        return cls(backoff_base=float(setting("BACKFILL_BACKOFF_BASE")),
+                   backoff_max=float(setting("BACKFILL_BACKOFF_MAX")),
+                   rate_limit_retries=int(setting("BACKFILL_RATE_LIMIT_RETRIES")),
+                   error_retries=int(setting("BACKFILL_ERROR_RETRIES")))
 
 
 class HistoryReader:

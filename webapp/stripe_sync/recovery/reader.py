@@ -17,11 +17,11 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 
 import stripe
 
 from webapp.stripe_sync.budget import Pacer, backoff_delay, limited_reason, retry_after, should_retry
+from webapp.stripe_sync.history.reader import ReaderSettings
 
 log = logging.getLogger(__name__)
 
@@ -32,16 +32,6 @@ MAX_TYPES = 20  # Stripe's limit on `types[]`
 
 class RateLimitedTooLong(Exception):
     """Stripe kept answering 429: the check ends and the next one continues from the checkpoint."""
-
-
-@dataclass
-class ReaderSettings:
-    """The retry knobs, read from the app config by the caller."""
-
-    backoff_base: float = 1.0
-    backoff_max: float = 60.0
-    rate_limit_retries: int = 10
-    error_retries: int = 5
 
 
 class EventsReader:

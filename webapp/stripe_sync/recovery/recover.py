@@ -51,7 +51,8 @@ from webapp.stripe_sync.models import (
 from webapp.stripe_sync.nul import json_text_without_nul
 from webapp.stripe_sync.queue.enqueue import REDIS_DOWN, queue_events
 from webapp.stripe_sync.recovery import endpoint_health
-from webapp.stripe_sync.recovery.reader import EVENTS_PATH, EventsReader, RateLimitedTooLong, ReaderSettings
+from webapp.stripe_sync.history.reader import ReaderSettings
+from webapp.stripe_sync.recovery.reader import EVENTS_PATH, EventsReader, RateLimitedTooLong
 from webapp.timeutil import epoch, utcnow
 from webapp.tunables import setting
 from webapp.upsert import dialect_insert
@@ -106,14 +107,6 @@ def subscribers(account: StripeAccount) -> dict[str, Subscriber]:
         for event_type in events_for_resource(res.kind):
             found[event_type] = Subscriber(res.id, epoch(res.created_at))
     return found
-
-
-def _settings() -> ReaderSettings:
-    """The historical import's retry knobs: both read Stripe in the background."""
-    return ReaderSettings(backoff_base=float(setting("BACKFILL_BACKOFF_BASE")),
-                          backoff_max=float(setting("BACKFILL_BACKOFF_MAX")),
-                          rate_limit_retries=int(setting("BACKFILL_RATE_LIMIT_RETRIES")),
-                          error_retries=int(setting("BACKFILL_ERROR_RETRIES")))
 
 
 class AccountLock:
@@ -210,7 +203,8 @@ def _recover(account: StripeAccount, client: stripe.StripeClient) -> Report:
         start = checkpoint - int(setting("RECOVERY_OVERLAP"))
     account_id = account.id
     db.session.commit()  # end the read (and keep a gap noted) before the first slow request
-    reader = EventsReader(client, list(subs), import_pacer(account, EVENTS_PATH), _settings())
+    reader = EventsReader(client, list(subs), import_pacer(account, EVENTS_PATH),
+                          ReaderSettings.from_config())
     refresher = ObjectRefresher(client, budget_for(account))
     try:
         for page in reader.walk(start):
