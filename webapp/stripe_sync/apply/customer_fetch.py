@@ -97,24 +97,32 @@ class Fetcher:
 
     def fetch(self, customer_id: str) -> Learned:
         """The customer as Stripe has it now (data None when it is gone), within the budget."""
-        for attempt in range(self.retries + 1):
-            self.budget.wait()
-            try:
-                data = self.client.raw_request("get", f"/v1/customers/{quote(customer_id, safe='')}").data
-            except stripe.RateLimitError as exc:
-                if attempt >= self.retries:
-                    raise
-                delay = backoff_delay(attempt, self.backoff, 60.0, retry_after(exc))
-                log.info("Stripe rate limited retrieving customer %s; every request of the account waits %.2f s",
-                         customer_id, delay)
-                self.budget.hold_off(delay, self.slow_seconds)
-                if not self.budget.enabled:
-                    self.sleep(delay)
-                continue
-            except stripe.InvalidRequestError as exc:
-                if getattr(exc, "code", None) == "resource_missing":
-                    log.info("Stripe customer %s no longer exists; using the events' own details", customer_id)
-                    return Learned(self.account_id, customer_id, None, int(time.time()))
+        data = retrieve(self.client, f"/v1/customers/{quote(customer_id, safe='')}", self.budget, self.retries,
+                        self.backoff, self.slow_seconds, self.sleep)
+        if data is None:
+            log.info("Stripe customer %s no longer exists; using the events' own details", customer_id)
+        return Learned(self.account_id, customer_id, None if data is None or data.get("deleted") else data,
+                       int(time.time()))
+
+
+def retrieve(client: stripe.StripeClient, path: str, budget: Budget, retries: int, backoff: float,
+             slow_seconds: float, sleep: Callable[[float], None] = time.sleep) -> dict | None:
+    """One object at our API version within the account's budget; None when Stripe has no such object. A
+    plain 429 holds every request of the account and is retried up to `retries` times."""
+    for attempt in range(retries + 1):
+        budget.wait()
+        try:
+            return client.raw_request("get", path).data
+        except stripe.RateLimitError as exc:
+            if attempt >= retries:
                 raise
-            return Learned(self.account_id, customer_id, None if data.get("deleted") else data, int(time.time()))
-        raise RuntimeError("unreachable")  # pragma: no cover - the loop returns or raises
+            delay = backoff_delay(attempt, backoff, 60.0, retry_after(exc))
+            log.info("Stripe rate limited retrieving %s; every request of the account waits %.2f s", path, delay)
+            budget.hold_off(delay, slow_seconds)
+            if not budget.enabled:
+                sleep(delay)
+        except stripe.InvalidRequestError as exc:
+            if getattr(exc, "code", None) == "resource_missing":
+                return None
+            raise
+    raise RuntimeError("unreachable")  # pragma: no cover - the loop returns or raises

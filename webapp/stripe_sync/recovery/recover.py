@@ -41,7 +41,8 @@ import stripe
 from sqlalchemy import select, update
 
 from webapp.extensions import db
-from webapp.stripe_sync.budget import Budget, backoff_delay, budget_for, import_pacer, retry_after
+from webapp.stripe_sync.apply.customer_fetch import retrieve
+from webapp.stripe_sync.budget import Budget, budget_for, import_pacer
 from webapp.stripe_sync.client import STRIPE_API_VERSION, client_for_account, describe
 from webapp.stripe_sync.events import RESOURCES, events_for_resource
 from webapp.stripe_sync.models import (
@@ -318,23 +319,9 @@ class ObjectRefresher:
 
     def _retrieve(self, path: str) -> dict | None:
         """The object at our API version; None when Stripe no longer has it."""
-        for attempt in range(self.retries + 1):
-            self.budget.wait()
-            self.requests += 1
-            try:
-                return dict(self.client.raw_request("get", path).data)
-            except stripe.RateLimitError as exc:
-                if attempt >= self.retries:
-                    raise
-                delay = backoff_delay(attempt, self.backoff, 60.0, retry_after(exc))
-                self.budget.hold_off(delay, self.slow_seconds)
-                if not self.budget.enabled:
-                    time.sleep(delay)
-            except stripe.InvalidRequestError as exc:
-                if getattr(exc, "code", None) == "resource_missing":
-                    return None
-                raise
-        raise RuntimeError("unreachable")  # pragma: no cover - the loop returns or raises
+        self.requests += 1
+        data = retrieve(self.client, path, self.budget, self.retries, self.backoff, self.slow_seconds)
+        return dict(data) if data is not None else None
 
 
 def rerun_history(account_id: int) -> int:
