@@ -169,8 +169,8 @@ def test_retrieves_stay_within_the_request_budget(app, db, connect_resource, pos
                                                    stripe_double):
     """60 events for 60 customers, Stripe answering in 50 ms and enforcing test mode's 25 requests/s,
     worker.py in a process of its own as deployed. The budget (20/s, a burst of 2) gives out at most 22
-    slots in any second, so every second stays within Stripe's 25 and nothing is refused. Without the
-    budget the 60 retrieves go out within a tenth of a second."""
+    slots in any second, so Stripe's 25 refuses nothing. Without the budget the 60 retrieves go out within
+    a tenth of a second."""
     people = add_people(stripe_double, 60)
     resource = connect_resource("subscription")
     for n, person in enumerate(people):
@@ -187,8 +187,12 @@ def test_retrieves_stay_within_the_request_budget(app, db, connect_resource, pos
     db.session.expire_all()
     assert statuses(db) == ["processed"] * 60
     assert sorted(retrieves(stripe_double)) == people
-    assert stripe_double.max_per_second(RETRIEVE) <= 25
-    assert not [r for r in stripe_double.requests if r.status == 429]
+    assert not [r for r in stripe_double.requests if r.status == 429]  # Stripe refused nothing
+    # The budget's pace: after the burst of 2, a slot every 50 ms, so the 60 retrieves span about 2.9 s. (How
+    # many reach Stripe within one second also depends on how late a busy CPU runs the threads that took
+    # their slots: on a loaded CI box 28 once arrived within a second, which Stripe's refilling bucket took.)
+    arrivals = sorted(r.at for r in stripe_double.requests if r.path.startswith(RETRIEVE))
+    assert arrivals[-1] - arrivals[0] >= (60 - 2) / 20 - 0.2
 
 
 def test_an_event_waiting_for_stripe_does_not_hold_up_one_that_is_not(app, db, connect_resource, post_event,
