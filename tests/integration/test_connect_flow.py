@@ -218,3 +218,15 @@ def test_stripe_timing_out(app, auth_client, db, stripe_double, stripe_key):
     stripe_double.set_latency(0)
     assert resp.status_code == 422 and "timed out" in resp.get_data(as_text=True)
     assert db.session.query(ConnectDraft).count() == 0
+
+
+def test_a_full_account_of_foreign_endpoints_is_told_to_delete_one(auth_client, db, stripe_double, stripe_key):
+    """A disabled endpoint still counts towards Stripe's 16, so the advice is to delete one, not disable it."""
+    _fill_endpoints(stripe_key, stripe_double, ours=0, foreign=16)
+    draft, _ = start_connect(auth_client, stripe_key)
+    choose(auth_client, draft)
+    body = finish(auth_client, draft, [("email", "email", field_id(db, "email"))]).get_data(as_text=True)
+    assert "Delete one in the Stripe Dashboard (Developers → Webhooks), then press Finish again." in body
+    assert "a disabled endpoint still counts towards the limit" in body and "disable one" not in body
+    urls = re.findall(r'<td class="url">(https://other\d+\.example/hook)', body)
+    assert urls == sorted(urls) and len(urls) == 16  # same second: in a stable order, never shuffled

@@ -79,7 +79,7 @@ def describe_endpoints(endpoints: list[dict], base_url: str, in_use: dict[str, s
     """Mark which endpoints point at this app and which of ours are still in use."""
     ours_prefix = base_url.rstrip("/") + WEBHOOK_PATH
     infos = []
-    for ep in sorted(endpoints, key=lambda e: e.get("created") or 0):
+    for ep in sorted(endpoints, key=lambda e: (e.get("created") or 0, e.get("url") or "", e["id"])):
         url = ep.get("url") or ""
         metadata = ep.get("metadata") or {}
         ours = url.startswith(ours_prefix) or metadata.get("app") == APP_MARKER
