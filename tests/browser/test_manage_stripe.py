@@ -45,6 +45,28 @@ def post(app, stripe_double, resource_id, payload):
     assert resp.status_code == 200, resp.get_data(as_text=True)
 
 
+def test_counters_and_last_event_move_with_the_log(logged_in_page, app, db, stripe_double, stripe_key, run_worker):
+    page = logged_in_page
+    connect_in_browser(page, stripe_key)
+    res_id = db.session.query(StripeResource).one().id
+    page.goto("/apps/stripe")
+    row = page.locator(f"#resource-{res_id}")
+    expect(row.locator(".last-event")).to_have_text("No events yet")
+    expect(row.locator(".synced-count")).to_have_text("0")
+
+    post(app, stripe_double, res_id, event_bytes_with("customer.created.json"))
+    post(app, stripe_double, res_id, event_bytes_with("customer.updated.json"))
+    post(app, stripe_double, res_id, (EVENTS_DIR / "edge" / "customer.created.json").read_bytes())  # no email
+    run_worker()
+    # Without a reload: the same poll that brings the log rows brings the resource's row.
+    expect(row.locator(".synced-count")).to_have_text("2", timeout=6000)
+    expect(row.locator(".skipped-count")).to_have_text("1")
+    expect(row.locator(".failed-count")).to_have_text("0")
+    expect(row.locator(".last-event")).not_to_have_text("No events yet")
+    expect(page.locator("#log-rows tr")).to_have_count(3)
+    expect(page.locator(".resource-row")).to_have_count(1)  # replaced in place, not added
+
+
 def test_live_log_filters_and_retry(logged_in_page, auth_client, app, db, stripe_double, stripe_key, run_worker):
     page = logged_in_page
     connect_in_browser(page, stripe_key)

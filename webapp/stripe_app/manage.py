@@ -16,7 +16,7 @@ from webapp.stripe_sync.client import StripeProblem
 from webapp.stripe_sync.events import ALL_EVENT_TYPES
 from webapp.stripe_sync.connect.fields import NAME_SPLIT_NOTE
 from webapp.stripe_sync.connect.mapping import choices, rows_from_form, rows_from_mappings
-from webapp.stripe_sync.models import OUTCOMES, StripeAccount, StripeResource, SyncLog
+from webapp.stripe_sync.models import OUTCOMES, RESOURCE_DISCONNECTED, StripeAccount, StripeResource, SyncLog
 
 log = logging.getLogger(__name__)
 
@@ -45,12 +45,16 @@ def log_context(filters: synclog.LogFilters) -> dict:
 
 @bp.route("/stripe/log/newer")
 def log_newer():
-    """The 2-second poll: rows newer than the last shown, or 204 (one indexed query) when none."""
+    """The 2-second poll: rows newer than the last shown (with their resources' rows, out of band, so the
+    counters move too), or 204 (one indexed query) when none."""
     filters = synclog.LogFilters.from_args(request.args)
     rows = synclog.newer(filters, whole_number(request.args.get("after")) or 0)
     if not rows:
         return make_response("", 204)
-    return render_template("apps/_sync_log_newer.html", log_rows=rows, filters=filters, poll_after=rows[0].id)
+    changed = list({row.resource_id: row.resource for row in rows
+                    if row.resource is not None and row.resource.status != RESOURCE_DISCONNECTED}.values())
+    return render_template("apps/_sync_log_newer.html", log_rows=rows, filters=filters, poll_after=rows[0].id,
+                           changed_resources=changed, counts=synclog.counts_for([r.id for r in changed]))
 
 
 @bp.route("/stripe/log/older")

@@ -104,8 +104,12 @@ def can_retry(log_row: SyncLog) -> bool:
 
 
 def resource_counts(accounts) -> dict[int, dict[str, int]]:
-    """Per resource: sync attempts synced, skipped and failed, summed from the counter shards."""
-    ids = [r.id for a in accounts for r in a.resources]
+    """Per resource of these accounts: sync attempts synced, skipped and failed."""
+    return counts_for([r.id for a in accounts for r in a.resources])
+
+
+def counts_for(ids: list[int]) -> dict[int, dict[str, int]]:
+    """Per resource id: sync attempts synced, skipped and failed, summed from the counter shards."""
     counts = {rid: {"synced": 0, "skipped": 0, "failed": 0} for rid in ids}
     if not ids:
         return counts
@@ -121,7 +125,7 @@ def resource_counts(accounts) -> dict[int, dict[str, int]]:
 
 
 __all__ = ["LogFilters", "latest", "newer", "older", "max_id", "for_contact", "SYNCED", "OUTCOME_SKIPPED",
-           "OUTCOME_FAILED", "event_for", "can_retry", "resource_counts"]
+           "OUTCOME_FAILED", "event_for", "can_retry", "resource_counts", "counts_for"]
 
 
 # --- writing: every sync-log row goes through `record`, so the counters always match the log ------
