@@ -5,6 +5,7 @@ from sqlalchemy import select
 from webapp.auth.forms import UserForm, create_user_from
 from webapp.auth.models import User
 from webapp.extensions import db
+from webapp.stripe_sync.connect.endpoints import base_url_warning
 
 bp = Blueprint("settings", __name__, url_prefix="/settings")
 
@@ -32,5 +33,5 @@ def index():
         status = 400
     users = db.session.scalars(select(User).order_by(User.email_lower)).all()
     return render_template("settings/index.html", form=form, users=users,
-                           base_url=public_base_url(),
-                           base_url_configured=public_base_configured()), status
+                           base_url=public_base_url(), base_url_configured=public_base_configured(),
+                           base_warning=base_url_warning(public_base_url(), public_base_configured())), status

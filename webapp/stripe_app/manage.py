@@ -7,11 +7,9 @@ from flask import abort, flash, make_response, render_template, request, url_for
 from webapp.extensions import db
 from webapp.htmx import htmx_redirect, modal
 from webapp.numbers import whole_number
-from webapp.settings.views import public_base_configured, public_base_url
 from webapp.stripe_app.blueprint import bp
 from webapp.stripe_sync import synclog
 from webapp.stripe_sync.connect import disconnect, flow
-from webapp.stripe_sync.connect.endpoints import base_url_warning
 from webapp.stripe_sync.client import StripeProblem
 from webapp.stripe_sync.events import ALL_EVENT_TYPES
 from webapp.stripe_sync.connect.fields import NAME_SPLIT_NOTE
@@ -28,9 +26,7 @@ def stripe_page():
     if request.headers.get("HX-Target") == "sync-log":
         return render_template("apps/_sync_log.html", **ctx)
     accounts = ctx["log_accounts"]
-    warning = base_url_warning(public_base_url(), public_base_configured()) if accounts else None
-    return render_template("apps/stripe.html", accounts=accounts, base_warning=warning,
-                           counts=synclog.resource_counts(accounts), **ctx)
+    return render_template("apps/stripe.html", accounts=accounts, counts=synclog.resource_counts(accounts), **ctx)
 
 
 def log_context(filters: synclog.LogFilters) -> dict:
