@@ -17,6 +17,10 @@ RESOURCE_NEEDS_ATTENTION = "needs_attention"
 RESOURCE_DISCONNECTING = "disconnecting"  # endpoint deletion in Stripe not confirmed yet
 RESOURCE_DISCONNECTED = "disconnected"
 
+# WebhookSecret.source
+SECRET_FROM_STRIPE = "stripe"  # the endpoint we created in Stripe
+SECRET_FROM_CLI = "cli"  # pasted from `stripe listen` for local development
+
 # StripeResource.endpoint_status, as the last health check found the endpoint in Stripe
 ENDPOINT_ENABLED = "enabled"
 ENDPOINT_DISABLED = "disabled"
@@ -130,6 +134,7 @@ class WebhookSecret(db.Model):
     resource_id: Mapped[int] = mapped_column(ForeignKey("stripe_resources.id", ondelete="CASCADE"), index=True)
     secret_enc: Mapped[str] = mapped_column(Text)
     active: Mapped[bool] = mapped_column(default=True)
+    source: Mapped[str] = mapped_column(String(20), default=SECRET_FROM_STRIPE)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     resource: Mapped[StripeResource] = relationship(back_populates="secrets")
