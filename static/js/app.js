@@ -39,6 +39,18 @@
     }
   });
 
+  // "Copy" next to a value (a webhook URL): onto the clipboard, and the button says so for a moment.
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest && event.target.closest("[data-copy]");
+    if (!button) { return; }
+    var source = document.getElementById(button.getAttribute("data-copy"));
+    if (!source || !navigator.clipboard) { return; }
+    navigator.clipboard.writeText(source.textContent.trim()).then(function () {
+      button.textContent = "Copied";
+      window.setTimeout(function () { button.textContent = "Copy"; }, 2000);
+    });
+  });
+
   document.addEventListener("click", function (event) {
     var closer = event.target.closest && event.target.closest("[data-close-modal]");
     if (closer) {

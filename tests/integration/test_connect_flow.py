@@ -177,8 +177,10 @@ def test_no_public_base_url_warns_but_finishes(app, auth_client, db, stripe_doub
     assert res.status == "needs_attention" and res.webhook_url.startswith("http://localhost/webhooks/stripe/")
     page = auth_client.get("/apps/stripe").get_data(as_text=True)
     assert "Stripe cannot deliver" in page and "PUBLIC_BASE_URL" in page
-    # The developer's advice lives in Settings, not in a banner on the Stripe page.
-    assert "stripe listen --forward-to" not in page
+    # The developer's advice lives in Settings, not in a banner on the Stripe page (whose resource offers the
+    # stripe listen route itself: its forwarding command and a field for the secret).
+    assert "Stripe cannot deliver events to" not in page
+    assert "Signing secret from stripe listen" in page
     settings = auth_client.get("/settings/").get_data(as_text=True)
     assert "stripe listen --forward-to http://localhost/webhooks/stripe/&lt;token&gt;" in settings
 

@@ -15,7 +15,7 @@ from webapp.stripe_sync.client import StripeProblem
 from webapp.stripe_sync.events import resource_choices
 from webapp.stripe_sync.connect.fields import NAME_SPLIT_NOTE
 from webapp.stripe_sync.connect.mapping import ROLE_EXTRA, MappingRow, choices, default_rows, rows_from_form
-from webapp.stripe_sync.models import SYNC_TYPES
+from webapp.stripe_sync.models import RESOURCE_NEEDS_ATTENTION, SYNC_TYPES
 
 log = logging.getLogger(__name__)
 
@@ -135,8 +135,14 @@ def connect_finish():
             draft, rows, general=["There was an error saving your connection. Nothing was saved; try Finish again."]))
     if res is None:
         return modal("apps/_connect_mapping.html", 422, **_mapping_ctx(draft, result.rows, result.general))
-    flash(f"Stripe is connected: {res.name} events from {res.account.email or res.account.stripe_account_id} "
-          "now sync into your contacts.", "success")
+    source = res.account.email or res.account.stripe_account_id
+    if res.status == RESOURCE_NEEDS_ATTENTION:
+        # The account is connected, but Stripe cannot deliver: say so, and where the fix is.
+        flash(f"Stripe is connected, but {res.name} events from {source} cannot reach this app yet: "
+              f"{res.status_reason} Use “Recreate endpoint” on the resource once Stripe can reach this app, or "
+              "forward events with stripe listen and paste its signing secret under the resource.", "error")
+    else:
+        flash(f"Stripe is connected: {res.name} events from {source} now sync into your contacts.", "success")
     return htmx_redirect(url_for("apps.stripe_page"))
 
 
