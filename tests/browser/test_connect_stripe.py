@@ -81,3 +81,32 @@ def test_endpoint_limit_error_and_recovery(logged_in_page, stripe_double, stripe
     dialog.get_by_role("button", name="Finish").click()
     expect(page.get_by_text("Stripe is connected")).to_be_visible()
     assert len(stripe_double.endpoints("acct_1EngineRoom")) == 16
+
+
+def test_mapping_changes_log_no_errors_and_finish_is_disabled_while_it_saves(logged_in_page, stripe_double,
+                                                                             stripe_key):
+    page = logged_in_page
+    console = []
+    page.on("console", lambda msg: console.append(msg.text) if msg.type == "error" else None)
+    dialog = open_connect_modal(page)
+    dialog.get_by_label("Secret Key").fill(stripe_key)
+    dialog.get_by_role("button", name="Connect").click()
+    dialog.get_by_label("Choose Resource").select_option(label="Customer")
+    dialog.get_by_role("button", name="Continue").click()
+    dialog.get_by_role("button", name="Add field mapping").click()
+    row = dialog.locator(".mapping-row").nth(2)
+    row.get_by_label("Stripe field").select_option(label="Customer Name")
+    expect(dialog.get_by_text("split into First Name and Last Name")).to_be_visible()
+    row.get_by_label("CRM field").select_option(label="First Name")
+    assert console == []  # no hx-disabled-elt selector errors from the rows' own requests
+
+    stripe_double.set_latency(1.5)  # Stripe creating the endpoint takes a while
+    try:
+        finish = dialog.get_by_role("button", name="Finish")
+        finish.click()
+        expect(finish).to_be_disabled(timeout=1000)  # a second click cannot send a second request
+        expect(page.get_by_text("Stripe is connected")).to_be_visible(timeout=15_000)
+    finally:
+        stripe_double.set_latency(0)
+    assert len(stripe_double.endpoints("acct_1EngineRoom")) == 1
+    assert console == []
