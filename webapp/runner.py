@@ -74,13 +74,14 @@ def main() -> int:
             PID_FILE.write_text(str(redis_server.proc.pid))
             env["REDIS_URL"] = os.environ["REDIS_URL"] = redis_server.url
             log.info("embedded redis-server %s on %s", redis_server.proc.pid, redis_server.url)
-        _migrate()
-        log.setLevel(logging.INFO)  # the migration's logging set-up raises the root level; keep our lines
-        # Web and worker processes write their metrics here; /metrics adds them up.
+        # Web and worker processes write their metrics here; /metrics adds them up. Made before the
+        # migration, whose app (like every process) writes there as soon as it is set.
         metrics_dir = Path(env.get("PROMETHEUS_MULTIPROC_DIR") or INSTANCE / "prometheus")
         shutil.rmtree(metrics_dir, ignore_errors=True)
         metrics_dir.mkdir(parents=True)
         env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+        _migrate()
+        log.setLevel(logging.INFO)  # the migration's logging set-up raises the root level; keep our lines
         port = env.get("PORT", "5000")
         host = env.get("HOST", "127.0.0.1")
         children.append(subprocess.Popen([sys.executable, str(ROOT / "worker.py")], env=env, cwd=ROOT))

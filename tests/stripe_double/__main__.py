@@ -35,9 +35,12 @@ FIXTURE_KINDS = {"charge": "charges", "subscription": "subscriptions", "invoice"
                  "checkout.session": "checkout_sessions"}
 
 
+DEMO_ACCOUNT = "acct_1EngineRoomDemo"  # fixed, so the README's commands can name it
+
+
 def seed_demo(double: StripeDouble, fixtures: pathlib.Path | None, extra_customers: int) -> tuple[dict, str]:
     """Create the Engine Room Software account, its test secret key, and a handful of customers."""
-    account = double.add_account(email="owner@engineroom.test", business_name="Engine Room Software")
+    account = double.add_account(email="owner@engineroom.test", business_name="Engine Room Software", id=DEMO_ACCOUNT)
     key = double.add_secret_key(account["id"])
     for customer in DEMO_CUSTOMERS:
         double.add_customer(account["id"], **customer)
