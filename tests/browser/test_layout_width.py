@@ -69,4 +69,18 @@ def test_the_stripe_page_and_its_modals_fit_1280_pixels(logged_in_page, app, db,
         assert inside_viewport(page, dialog), dialog.text_content()[:80]
         dialog.locator("[data-close-modal]").first.click()
         expect(dialog).to_be_hidden()
+    # The connect flow's further steps for a new resource: resource, mapping with extra rows.
+    stripe_double._fail_rules.clear()  # Stripe answers again
+    page.get_by_role("button", name="Connect a new resource").click()
+    dialog = page.locator("dialog#modal")
+    expect(dialog.get_by_label("Choose Resource")).to_be_visible()
+    assert overflow(page, "dialog#modal") <= 0 and inside_viewport(page, dialog)
+    dialog.get_by_label("Choose Resource").select_option(label="Checkout Session")
+    dialog.get_by_role("button", name="Continue").click()
+    dialog.get_by_role("button", name="Add field mapping").click()
+    dialog.get_by_role("button", name="Add field mapping").click()
+    expect(dialog.locator(".mapping-row")).to_have_count(4)
+    assert overflow(page, "dialog#modal") <= 0 and inside_viewport(page, dialog)
+    for button in dialog.locator("button:visible").all():
+        assert inside_viewport(page, button), button.text_content()
     assert overflow(page) <= 0
