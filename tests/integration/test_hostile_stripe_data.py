@@ -29,7 +29,10 @@ def test_signed_body_nested_too_deep_is_a_400_json_answer_and_nothing_is_stored(
         resp = post_event(resource, body)  # through the fast lane, signed with the resource's secret
         assert resp.status_code == 400 and resp.mimetype == "application/json", resp.status_code
         assert "nested too deep" in resp.get_json()["error"]
-    assert count(db, StripeEvent) == 0 and count(db, SyncLog) == 0
+    assert count(db, StripeEvent) == 0
+    # Only the refusal is logged: one rejected row for the four (one per reason per minute), no sync attempt.
+    assert [(r.outcome, r.reason, r.event_row_id) for r in db.session.scalars(select(SyncLog))] == [
+        ("rejected", "Not a Stripe event: JSON nested too deep", None)]
     assert "nested too deep" in app_logs.text
 
 

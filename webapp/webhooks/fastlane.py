@@ -3,7 +3,8 @@ skipping Flask's routing, sessions, login gate, rate limiter and page hooks (non
 a signed machine-to-machine call). Intake is the one hot path of the product.
 
 The lane reads the body itself, after intake has found the endpoint (an unknown token costs no read),
-in bounded reads of at most MAX_CONTENT_LENGTH + 1 bytes, chunked or not: a larger body is a 413."""
+in bounded reads of at most MAX_CONTENT_LENGTH + 1 bytes, chunked or not: a larger body is a 413, which
+becomes a rejected sync-log row like intake's other refusals."""
 import json
 import logging
 import re
@@ -40,9 +41,10 @@ class WebhookFastLane:
             return self.wsgi_app(environ, start_response)
         limit = self.app.config.get("MAX_CONTENT_LENGTH") or MAX_BODY
         declared = get_content_length(environ)
-        if declared is not None and declared > limit:
-            return _json(413, {"error": "body too large"})(environ, start_response)
         token = match.group(1)
+        if declared is not None and declared > limit:
+            self._too_large(token, limit)
+            return _json(413, {"error": "body too large"})(environ, start_response)
         with self.app.app_context():
             try:
                 # The endpoint first: an unknown or closed one is answered without reading a byte of the body.
@@ -53,6 +55,7 @@ class WebhookFastLane:
                     body = read_body(environ, declared, limit)
                     if body is None:
                         log.warning("Webhook for resource %s rejected: body over %s bytes", found.id, limit)
+                        intake.too_large(token, limit, found)
                         return _json(413, {"error": "body too large"})(environ, start_response)
                     reply = intake.deliver(token, found, body, environ.get("HTTP_STRIPE_SIGNATURE"))
             finally:
@@ -60,6 +63,17 @@ class WebhookFastLane:
                 db.session.remove()
         EVENTS_RECEIVED.labels(result=_result(reply)).inc()
         return _json(reply.status, reply.body)(environ, start_response)
+
+    def _too_large(self, token: str, limit: int) -> None:
+        """Log a body declared too large as rejected, without reading it; the 413 goes out regardless."""
+        with self.app.app_context():
+            try:
+                intake.too_large(token, limit)
+            except Exception:  # noqa: BLE001 (only the resource lookup can fail; the log row is optional)
+                log.warning("An oversized webhook delivery could not be recorded as rejected", exc_info=True)
+            finally:
+                from webapp.extensions import db
+                db.session.remove()
 
 
 def read_body(environ, declared: int | None, limit: int) -> bytes | None:

@@ -12,6 +12,8 @@ Decisions:
   fails against cached secrets is checked once more against fresh ones, so a rotation is seen at
   once. Disconnecting takes effect within the cache lifetime.
 - Only the event id, type and a token prefix are logged: never the secret, never the payload.
+- Every refusal also becomes a "rejected" sync-log row and a count on its resource, rate-limited and
+  never failing the reply (webhooks/rejections.py).
 - The fast lane asks `endpoint(token)` before reading the body, then hands `deliver` at most
   MAX_CONTENT_LENGTH bytes. JSON nested past what the parser takes is a 400 like any non-event; a
   payload spelling NUL (\\u0000) is stored re-serialised without it (stripe_sync/nul.py).
@@ -39,6 +41,7 @@ from webapp.stripe_sync.models import (
 from webapp.stripe_sync.nul import json_text_without_nul
 from webapp.tunables import setting
 from webapp.timeutil import utcnow
+from webapp.webhooks import rejections
 
 log = logging.getLogger(__name__)
 
@@ -135,13 +138,17 @@ def forget(token: str | None = None) -> None:
 class BadSignature(Exception):
     """The header does not verify with any active secret, or its timestamp is out of tolerance."""
 
+    def __init__(self, message: str, why: str = rejections.BAD_SIGNATURE):
+        super().__init__(message)
+        self.why = why  # which plain-words reason the rejected log row gives
+
 
 def _verify(text: str, header: str | None, secrets: list[str]) -> None:
     """Stripe's own verification against each active secret (a rotation keeps two active)."""
     if not header:
-        raise BadSignature("missing Stripe-Signature header")
+        raise BadSignature("missing Stripe-Signature header", rejections.NO_HEADER)
     if not secrets:
-        raise BadSignature("the resource has no active signing secret")
+        raise BadSignature("the resource has no active signing secret", rejections.NO_SECRET)
     tolerance = int(setting("WEBHOOK_TOLERANCE"))
     messages = []
     for secret in secrets:
@@ -152,13 +159,13 @@ def _verify(text: str, header: str | None, secrets: list[str]) -> None:
             continue
         # The SDK only rejects old timestamps; a signature dated far ahead is just as suspect.
         if _timestamp(header) > time.time() + tolerance:
-            raise BadSignature("timestamp outside the tolerance zone (in the future)")
+            raise BadSignature("timestamp outside the tolerance zone (in the future)", rejections.IN_FUTURE)
         return
     # The SDK checks the timestamp only once a secret matched, so "tolerance" means a stale replay.
     if any("tolerance" in m for m in messages):
-        raise BadSignature("timestamp outside the tolerance zone")
+        raise BadSignature("timestamp outside the tolerance zone", rejections.TOO_OLD)
     if any("Unable to extract" in m or "expected scheme" in m for m in messages):
-        raise BadSignature("malformed Stripe-Signature header")
+        raise BadSignature("malformed Stripe-Signature header", rejections.MALFORMED_HEADER)
     raise BadSignature("signature does not match")
 
 
@@ -173,6 +180,10 @@ def _timestamp(header: str) -> int:
 
 class NotAnEvent(Exception):
     """The verified body is not a Stripe Event object."""
+
+    def __init__(self, message: str, event_id: str | None = None):
+        super().__init__(message)
+        self.event_id = event_id  # a valid id the event did have, for the rejected log row
 
 
 def parse_event(text: str) -> dict:
@@ -190,11 +201,11 @@ def parse_event(text: str) -> dict:
     if not isinstance(event_id, str) or not event_id or len(event_id) > 255:
         raise NotAnEvent("event has no id")
     if not isinstance(event_type, str) or not event_type or len(event_type) > 100:
-        raise NotAnEvent("event has no type")
+        raise NotAnEvent("event has no type", event_id)
     if not isinstance(created, int) or isinstance(created, bool):
-        raise NotAnEvent("event has no created timestamp")
+        raise NotAnEvent("event has no created timestamp", event_id)
     if not isinstance(data, dict) or not isinstance(data.get("object"), dict):
-        raise NotAnEvent("event has no data.object")
+        raise NotAnEvent("event has no data.object", event_id)
     return event
 
 
@@ -222,18 +233,32 @@ def endpoint(token: str) -> ResourceInfo | Reply:
     asks before it reads the body, so a delivery to no endpoint costs no read at all."""
     if not token or len(token) > MAX_TOKEN_LENGTH:
         log.warning("Webhook for a malformed token rejected")
-        return Reply(404, {"error": "unknown webhook endpoint"})
+        return _refused(404, "unknown webhook endpoint", rejections.UNKNOWN_URL, None, token)
     info = _resource(token)
     if info is None:
         log.warning("Webhook for unknown token %s rejected", _short(token))
-        return Reply(404, {"error": "unknown webhook endpoint"})
+        return _refused(404, "unknown webhook endpoint", rejections.UNKNOWN_URL, None, token)
     if info.closed:
         # Checked fresh: a reconnect may have happened since the cache was filled.
         info = _resource(token, fresh=True)
         if info is None or info.closed:
             log.warning("Webhook for disconnected resource %s rejected", info.id if info else _short(token))
-            return Reply(410, {"error": "this resource is disconnected"})
+            why = rejections.DISCONNECTED if info else rejections.UNKNOWN_URL  # or removed meanwhile
+            return _refused(410, "this resource is disconnected", why, info, token)
     return info
+
+
+def too_large(token: str, limit: int, info: ResourceInfo | None = None) -> None:
+    """Record a delivery the fast lane refused for its size (a 413), against its resource when known."""
+    info = info or (_resource(token) if len(token) <= MAX_TOKEN_LENGTH else None)
+    rejections.note(_write_with_lock_polling, rejections.TOO_LARGE, info, token, rejections.size_text(limit))
+
+
+def _refused(status: int, error: str, why: str, info: ResourceInfo | None, token: str, detail: str = "",
+             event_id: str | None = None) -> Reply:
+    """The refusal Stripe sees, once it has its rejected sync-log row (which never fails it)."""
+    rejections.note(_write_with_lock_polling, why, info, token, detail, event_id)
+    return Reply(status, {"error": error})
 
 
 def deliver(token: str, info: ResourceInfo, body: bytes, signature: str | None) -> Reply:
@@ -243,7 +268,7 @@ def deliver(token: str, info: ResourceInfo, body: bytes, signature: str | None) 
         text = body.decode("utf-8")
     except UnicodeDecodeError:
         log.warning("Webhook for resource %s rejected: body is not UTF-8", info.id)
-        return Reply(400, {"error": "body is not UTF-8"})
+        return _refused(400, "body is not UTF-8", rejections.NOT_UTF8, info, token)
     try:
         try:
             _verify(text, signature, info.secrets)
@@ -252,17 +277,18 @@ def deliver(token: str, info: ResourceInfo, body: bytes, signature: str | None) 
                 raise
             info = _resource(token, fresh=True)  # maybe a secret was rotated since we cached
             if info is None:
-                return Reply(404, {"error": "unknown webhook endpoint"})
+                return _refused(404, "unknown webhook endpoint", rejections.UNKNOWN_URL, None, token)
             _verify(text, signature, info.secrets)
     except BadSignature as exc:
         log.warning("Webhook for resource %s rejected: %s", info.id, exc)
-        return Reply(400, {"error": f"signature verification failed: {exc}"})
+        return _refused(400, f"signature verification failed: {exc}", exc.why, info, token)
     try:
         text = _without_nul(text)
         event = parse_event(text)
     except NotAnEvent as exc:
         log.warning("Webhook for resource %s rejected: %s", info.id, exc)
-        return Reply(400, {"error": f"not a Stripe event: {exc}"})
+        return _refused(400, f"not a Stripe event: {exc}", rejections.NOT_AN_EVENT, info, token, str(exc),
+                        exc.event_id)
     return _record(info, event, text)
 
 
@@ -313,15 +339,15 @@ def _insert(conn, info: ResourceInfo, event: dict, values: dict, subscribed: boo
     return row_id
 
 
-def _write_with_lock_polling(write):
-    """Run `write(conn)` in a transaction; on SQLite, wait for the write lock by polling every
-    fraction of a millisecond instead of in SQLite's busy handler, which sleeps up to 100 ms at a
-    time and so misses the short gaps between a worker's batches (intake then starves)."""
+def _write_with_lock_polling(write, wait: float = LOCK_WAIT_SECONDS):
+    """Run `write(conn)` in a transaction; on SQLite, wait for the write lock (up to `wait` seconds) by
+    polling every fraction of a millisecond instead of in SQLite's busy handler, which sleeps up to
+    100 ms at a time and so misses the short gaps between a worker's batches (intake then starves)."""
     engine = _intake_engine()
     if engine is db.engine:
         with engine.begin() as conn:
             return write(conn)
-    deadline = time.monotonic() + LOCK_WAIT_SECONDS
+    deadline = time.monotonic() + wait
     pause = 0.0002
     while True:
         try:
