@@ -227,10 +227,14 @@ def register_errors(app: Flask) -> None:
 def register_template_globals(app: Flask) -> None:
     """Values every template needs."""
 
+    from webapp.stripe_sync.synclog import badge_count
+
     @app.context_processor
     def inject():
+        # failed_syncs: called by the navigation only, so fragments and public pages never count.
         return {"htmx_url": app.config["HTMX_URL"],
-                "htmx_sri": app.config["HTMX_SRI"] if app.config["HTMX_URL"] == config_module.HTMX_CDN_URL else None}
+                "htmx_sri": app.config["HTMX_SRI"] if app.config["HTMX_URL"] == config_module.HTMX_CDN_URL else None,
+                "failed_syncs": badge_count}
 
 
 def register_cli(app: Flask) -> None:

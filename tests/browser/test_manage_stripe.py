@@ -91,7 +91,7 @@ def test_live_log_filters_and_retry(logged_in_page, auth_client, app, db, stripe
     post(app, stripe_double, res_id, event_bytes_with("customer.updated.json"))
     run_worker()
     expect(page.locator("#log-rows tr")).to_have_count(1, timeout=6000)
-    expect(page.locator("#log-rows tr").first).to_contain_text("no email")
+    expect(page.locator("#log-rows tr").first).to_contain_text("No email on Stripe customer cus_Ip1BM6AwKptPXL (Charles Babbage)")
     page.reload()
     expect(page.get_by_label("Outcome")).to_have_value("skipped")
     expect(page.locator("#log-rows tr")).to_have_count(1)

@@ -49,12 +49,10 @@ def test_customers_import_end_to_end(app, db, fast, connect_resource, stripe_dou
     assert count(db, StripeEvent, StripeEvent.historical.is_(True)) == 253
     assert count(db, StripeEvent, StripeEvent.status == "processed") == 252
     logs = list(db.session.scalars(select(SyncLog).order_by(SyncLog.id)))
-    pages = [log for log in logs if log.event_row_id is None]
-    assert [log.reason for log in pages] == [
-        "Imported page 1: 100 records (100 created, 0 updated, 0 skipped)",
-        "Imported page 2: 100 records (100 created, 0 updated, 0 skipped)",
-        "Imported page 3: 53 records (52 created, 0 updated, 1 skipped)",
-    ]
+    summaries = [log for log in logs if log.event_row_id is None]
+    # One row for the whole import, updated as each of its 3 pages was saved, not one row per page.
+    assert [(log.event_type, log.outcome, log.reason, log.detail) for log in summaries] == [
+        ("historical import", "created", "Historical import: 252 imported, 1 skipped, 0 failed", f"backfill:{bf.id}")]
     assert all(log.historical for log in logs)
     assert [(log.outcome, log.reason) for log in logs if log.event_row_id] == [("skipped", "no email")]
     assert count(db, TriggerFired) == 0  # history fires no automations by default
@@ -123,9 +121,10 @@ def test_a_record_seen_twice_is_not_duplicated(app, db, fast, connect_resource, 
     assert backfill(db, first).imported == 122
     assert count(db, Contact) == 122
     assert count(db, StripeEvent) == 122
-    page_logs = list(db.session.scalars(select(SyncLog.reason).where(SyncLog.event_row_id.is_(None))
+    summaries = list(db.session.scalars(select(SyncLog.reason).where(SyncLog.event_row_id.is_(None))
                                         .order_by(SyncLog.id)))
-    assert page_logs[-1] == "Imported page 2: 22 records (0 created, 0 updated, 0 skipped, 22 passed over)"
+    assert summaries == ["Historical import: 122 imported, 0 skipped, 0 failed",  # one row per import
+                         "Historical import: 0 imported, 0 skipped, 0 failed, 122 passed over"]
 
 
 def test_webhook_mid_import_is_not_overwritten_by_older_history(app, db, fast, connect_resource, stripe_double,
@@ -144,13 +143,15 @@ def test_webhook_mid_import_is_not_overwritten_by_older_history(app, db, fast, c
     run_worker()
 
     assert backfill(db, backfill_id).state == "finished"
-    logs = [(log.stripe_event_id or log.reason) for log in db.session.scalars(select(SyncLog).order_by(SyncLog.id))]
-    assert logs == [  # the webhook was processed mid-import, before the page that holds Ada
-        "Imported page 1: 100 records (100 created, 0 updated, 0 skipped)",
-        "evt_1U6Bz4Lm3xVt9QeKgxTL9RSs",
-        "Imported page 2: 100 records (100 created, 0 updated, 0 skipped)",
-        "Imported page 3: 52 records (51 created, 1 updated, 0 skipped)",
-    ]
+    logs = [(log.stripe_event_id or log.reason, log.outcome)
+            for log in db.session.scalars(select(SyncLog).order_by(SyncLog.id))]
+    # The webhook was processed mid-import: after the first page (which wrote the import's row) and before
+    # the page that holds Ada (the webhook created her; the import later only updated her).
+    assert logs == [("Historical import: 252 imported, 0 skipped, 0 failed", "created"),
+                    ("evt_1U6Bz4Lm3xVt9QeKgxTL9RSs", "created")]
+    processed = dict(db.session.execute(select(StripeEvent.stripe_event_id, StripeEvent.processed_at).where(
+        StripeEvent.stripe_event_id.in_(["hist_customer_cus_Visible1", "evt_1U6Bz4Lm3xVt9QeKgxTL9RSs"]))).all())
+    assert processed["evt_1U6Bz4Lm3xVt9QeKgxTL9RSs"] < processed["hist_customer_cus_Visible1"]
     ada = db.session.scalar(select(Contact).where(Contact.email_lower == "ada@example.com"))
     assert (ada.first_name, ada.last_name) == ("Ada", "King")
     assert "stripe-integration-customer.created" in tags_of(ada)

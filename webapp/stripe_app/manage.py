@@ -1,56 +1,66 @@
-"""The Stripe manage page and its actions: live sync log, retry, mapping updates, disconnects."""
+"""The Stripe manage page and its actions: live sync log (search, filters, CSV export), retry, mapping
+updates, disconnects."""
 import json
 import logging
 
-from flask import abort, flash, make_response, render_template, request, url_for
+from flask import Response, abort, flash, make_response, render_template, request, stream_with_context, url_for
 
 from webapp.extensions import db
 from webapp.htmx import htmx_redirect, modal
 from webapp.numbers import whole_number
 from webapp.stripe_app.blueprint import bp
-from webapp.stripe_sync import synclog
+from webapp.stripe_sync import logtext, synclog
 from webapp.stripe_sync.connect import disconnect, flow
 from webapp.stripe_sync.client import StripeProblem
 from webapp.stripe_sync.events import ALL_EVENT_TYPES
 from webapp.stripe_sync.connect.fields import NAME_SPLIT_NOTE
 from webapp.stripe_sync.connect.mapping import choices, rows_from_form, rows_from_mappings
 from webapp.stripe_sync.models import OUTCOMES, RESOURCE_DISCONNECTED, StripeAccount, StripeResource, SyncLog
+from webapp.timeutil import utcnow
 
 log = logging.getLogger(__name__)
 
 
 @bp.route("/stripe")
 def stripe_page():
-    """The Stripe app page: empty state, or the manage page (accounts, resources, live sync log)."""
+    """The Stripe app page: empty state, or the manage page (accounts, resources, live sync log); a filter
+    change asks for the log's results only (the search box keeps its focus), an older client the whole log."""
     ctx = log_context(synclog.LogFilters.from_args(request.args))
-    if request.headers.get("HX-Target") == "sync-log":
+    target = request.headers.get("HX-Target")
+    if target == "log-results":
+        return render_template("apps/_sync_log_results.html", export_oob=True, **ctx)
+    if target == "sync-log":
         return render_template("apps/_sync_log.html", **ctx)
     accounts = ctx["log_accounts"]
     return render_template("apps/stripe.html", accounts=accounts, counts=synclog.resource_counts(accounts), **ctx)
 
 
 def log_context(filters: synclog.LogFilters) -> dict:
-    """Everything the sync-log section renders: filters, choices, newest rows, poll cursor."""
+    """Everything the sync-log section renders: filters, choices, newest rows in words, poll cursor. The
+    Resource filter lists each kind once, however often a resource of it was removed and connected again."""
     rows = synclog.latest(filters)
     accounts = flow.connected_accounts()
-    return {"filters": filters, "log_rows": rows, "poll_after": rows[0].id if rows else synclog.max_id(),
+    kinds = sorted({r.kind: r.name for a in accounts for r in a.resources}.items(), key=lambda k: k[1])
+    return {"filters": filters, "log_rows": rows, "notes": logtext.explain(rows),
+            "poll_after": rows[0].id if rows else synclog.max_id(),
             "oldest_id": rows[-1].id if len(rows) == synclog.PAGE_SIZE else None,
-            "log_accounts": accounts, "log_resources": [r for a in accounts for r in a.resources],
-            "outcomes": OUTCOMES, "event_types": ALL_EVENT_TYPES}
+            "log_accounts": accounts, "log_kinds": kinds, "outcomes": OUTCOMES,
+            "event_types": (*ALL_EVENT_TYPES, synclog.IMPORT_EVENT_TYPE)}
 
 
 @bp.route("/stripe/log/newer")
 def log_newer():
-    """The 2-second poll: rows newer than the last shown (with their resources' rows, out of band, so the
-    counters move too), or 204 (one indexed query) when none."""
+    """The 2-second poll: rows newer than the last shown (with their resources' rows and the navigation's
+    badge, out of band, so the counters move too), or 204 (one indexed query) when none."""
     filters = synclog.LogFilters.from_args(request.args)
     rows = synclog.newer(filters, whole_number(request.args.get("after")) or 0)
     if not rows:
         return make_response("", 204)
     changed = list({row.resource_id: row.resource for row in rows
                     if row.resource is not None and row.resource.status != RESOURCE_DISCONNECTED}.values())
-    return render_template("apps/_sync_log_newer.html", log_rows=rows, filters=filters, poll_after=rows[0].id,
-                           changed_resources=changed, counts=synclog.counts_for([r.id for r in changed]))
+    return render_template("apps/_sync_log_newer.html", log_rows=rows, notes=logtext.explain(rows), filters=filters,
+                           poll_after=rows[0].id, changed_resources=changed,
+                           counts=synclog.counts_for([r.id for r in changed]))
 
 
 @bp.route("/stripe/log/older")
@@ -61,13 +71,36 @@ def log_older():
     if before is None:
         abort(400)
     rows = synclog.older(filters, before)
-    return render_template("apps/_sync_log_older.html", log_rows=rows, filters=filters,
+    return render_template("apps/_sync_log_older.html", log_rows=rows, notes=logtext.explain(rows), filters=filters,
                            oldest_id=rows[-1].id if len(rows) == synclog.PAGE_SIZE else None)
+
+
+@bp.route("/stripe/log/export.csv")
+def log_export():
+    """"Export CSV": every row the filters match, streamed in chunks, in the words the page shows; never a payload."""
+    filters = synclog.LogFilters.from_args(request.args)
+    body = synclog.export_csv(filters, lambda rows: logtext.explain(rows, live=False))
+    resp = Response(stream_with_context(body), mimetype="text/csv")
+    resp.headers["Content-Disposition"] = f'attachment; filename="stripe-sync-log-{utcnow():%Y%m%d-%H%M%S}.csv"'
+    resp.headers["Cache-Control"] = "no-store"
+    return resp
+
+
+@bp.route("/stripe/log/<int:log_id>/row")
+def log_row(log_id):
+    """A row as it is now, polled by a row whose state can still change (an import running, a retry due)."""
+    return _row(db.get_or_404(SyncLog, log_id))
+
+
+def _row(row: SyncLog, status: int = 200, message: str | None = None):
+    """One log row in words, with the navigation's badge out of band."""
+    return render_template("apps/_sync_log_row_alone.html", row=row, notes=logtext.explain([row]),
+                           message=message), status
 
 
 @bp.route("/stripe/log/<int:log_id>")
 def log_detail(log_id):
-    """A log row's details: the event payload, the error and its traceback summary."""
+    """A log row's details in plain words; the error, its frames and the event payload folded away."""
     row = db.get_or_404(SyncLog, log_id)
     event = synclog.event_for(row)
     payload = None
@@ -76,29 +109,27 @@ def log_detail(log_id):
             payload = json.dumps(json.loads(event.payload), indent=2, ensure_ascii=False)
         except ValueError:
             payload = event.payload
-    return modal("apps/_sync_log_detail.html", row=row, event=event, payload=payload)
+    return modal("apps/_sync_log_detail.html", row=row, shown=logtext.explain([row])[row.id], event=event,
+                 payload=payload)
 
 
 @bp.route("/stripe/log/<int:log_id>/retry", methods=["POST"])
 def log_retry(log_id):
-    """Enqueue a failed event again; the live log then shows the new attempt."""
+    """Enqueue a failed event again; the row then says it waits, and links to the attempt that follows."""
     from webapp.stripe_sync.queue.enqueue import REDIS_DOWN, retry_event
 
     row = db.get_or_404(SyncLog, log_id)
     if not synclog.can_retry(row):
-        return render_template("apps/_retry_result.html", row=row,
-                               message="Nothing to retry: this event is no longer failed."), 409
+        return _row(row, 409, "Nothing to retry: this event is no longer failed.")
     try:
         queued = retry_event(row.event_row_id)
     except REDIS_DOWN:
         # The event is marked queued already; the worker's sweep enqueues it once Redis answers.
-        return render_template("apps/_retry_result.html", row=row,
-                               message="Retry recorded; it starts as soon as the queue is reachable.")
+        return _row(row, message="Retry recorded; it starts as soon as the queue is reachable.")
     if not queued:
-        return render_template("apps/_retry_result.html", row=row,
-                               message="Nothing to retry: this event is no longer failed."), 409
+        return _row(row, 409, "Nothing to retry: this event is no longer failed.")
     log.info("retry of event row %s queued by a user", row.event_row_id)
-    return render_template("apps/_retry_result.html", row=row, message="Retry queued")
+    return _row(row, message="Retry queued: waiting for a worker…")
 
 
 # --- mapping updates ------------------------------------------------------------------------------

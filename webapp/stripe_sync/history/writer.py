@@ -13,8 +13,9 @@ runs its lane of the import (its job id is on the lane's row), so a job the swee
 write a page twice; it ends by moving the window's cursor (and cutting it, when windows.plan_split
 said so) and adding the page to the import's counts, only while the import is still active.
 
-Logging: one SyncLog row per page (historical, outcome created/updated, or ignored when nothing
-synced), plus a row per skipped or failed record. The resource counters count records, not pages.
+Logging: one SyncLog row per import (synclog.save_import_row), created by its first saved page and
+updated by each page after it with the import's totals, plus a row per skipped or failed record. The
+resource counters count records, not pages or imports.
 """
 from __future__ import annotations
 
@@ -35,8 +36,8 @@ from webapp.stripe_sync.apply.prepare import Prepared
 from webapp.stripe_sync.client import STRIPE_API_VERSION
 from webapp.stripe_sync.history.windows import Split, Window
 from webapp.stripe_sync.models import (
-    BACKFILL_ACTIVE, EVENT_QUEUED, OUTCOME_CREATED, OUTCOME_FAILED, OUTCOME_IGNORED, OUTCOME_SKIPPED,
-    OUTCOME_UPDATED, WINDOW_DONE, WINDOW_OPEN, Backfill, BackfillLane, BackfillWindow, EventRef, StripeEvent,
+    BACKFILL_ACTIVE, EVENT_QUEUED, OUTCOME_CREATED, OUTCOME_FAILED, OUTCOME_SKIPPED, OUTCOME_UPDATED,
+    WINDOW_DONE, WINDOW_OPEN, Backfill, BackfillLane, BackfillWindow, EventRef, StripeEvent,
 )
 from webapp.stripe_sync.nul import json_text_without_nul
 from webapp.timeutil import utcnow
@@ -195,26 +196,10 @@ class PageSource(Source):
         return items
 
     def write_log(self, result: BatchResult) -> None:
-        """Rows for skipped and failed records; the page's own row waits for its number (end)."""
+        """Rows for skipped and failed records; the import's own row is written last (end), with its totals."""
         synclog.record([a.row for a in result.applied if a.outcome in (OUTCOME_SKIPPED, OUTCOME_FAILED)],
                        counted=False)
         synclog.count(self.run.resource_id, Counter(a.outcome for a in result.applied))
-
-    def _page_row(self, page: PageResult, number: int) -> None:
-        """One log row for the page, numbered in the order pages were saved across the import."""
-        parts = [f"{page.created} created", f"{page.updated} updated", f"{page.skipped} skipped"]
-        if page.failed:
-            parts.append(f"{page.failed} failed")
-        if page.passed_over:
-            parts.append(f"{page.passed_over} passed over")
-        types = Counter(r.event_type for r in self.records if r.event_type)
-        synclog.record([dict(
-            created_at=utcnow(), account_id=self.run.account_id, resource_id=self.run.resource_id,
-            event_row_id=None, stripe_event_id=None,
-            event_type=types.most_common(1)[0][0] if types else f"{self.run.kind} (historical)", contact_id=None,
-            outcome=OUTCOME_CREATED if page.created else OUTCOME_UPDATED if page.updated else OUTCOME_IGNORED,
-            reason=f"Imported page {number}: {page.total} records ({', '.join(parts)})", detail=None,
-            attempt=1, duration_ms=int((time.monotonic() - self.started) * 1000), historical=True)], counted=False)
 
     def end(self, result: BatchResult) -> None:
         """Move the window (cursor, done, cut) and add the page to the import's counts and current rate."""
@@ -246,11 +231,13 @@ class PageSource(Source):
         if not counted:
             raise Superseded(f"backfill {run.backfill_id} is no longer active")
         row = db.session.execute(select(
-            Backfill.pages, Backfill.imported + Backfill.skipped + Backfill.failed + Backfill.passed_over,
-            Backfill.rate_mark_at, Backfill.rate_mark_count).where(Backfill.id == run.backfill_id)).one()
-        number, processed, mark_at, mark_count = row
-        if page.total or number == 1:  # an empty window's page is neither counted nor logged
-            self._page_row(page, number)
+            Backfill.imported, Backfill.skipped, Backfill.failed, Backfill.passed_over, Backfill.created_at,
+            Backfill.started_at, Backfill.rate_mark_at, Backfill.rate_mark_count)
+            .where(Backfill.id == run.backfill_id)).one()
+        figures, (created_at, started_at, mark_at, mark_count) = tuple(row[:4]), row[4:]
+        processed = sum(figures)
+        synclog.save_import_row(run.backfill_id, run.account_id, run.resource_id, figures,
+                                (now - (started_at or created_at)).total_seconds())
         elapsed = (now - mark_at).total_seconds() if mark_at is not None else None
         if elapsed is None:
             db.session.execute(update(Backfill).where(Backfill.id == run.backfill_id)
