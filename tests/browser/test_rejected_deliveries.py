@@ -33,5 +33,7 @@ def test_a_wrongly_signed_delivery_appears_live_as_a_rejected_row(logged_in_page
         "Bad signature: the signing secret may have been rolled in Stripe, or a proxy changed the body")
     expect(row).to_contain_text("rejected delivery")
     expect(row).to_contain_text(res.name)
+    # The resource's own row counts it, with the same poll.
+    expect(page.locator(f"#resource-{res.id} .rejected-count")).to_have_text("1 rejected")
     assert page.evaluate("window.__notReloaded") is True
     assert MARKER not in page.content()

@@ -163,8 +163,9 @@ def resource_counts(accounts) -> dict[int, dict[str, int]]:
 
 
 def counts_for(ids: list[int]) -> dict[int, dict[str, int]]:
-    """Per resource id: sync attempts synced, skipped and failed, summed from the counter shards."""
-    counts = {rid: {"synced": 0, "skipped": 0, "failed": 0} for rid in ids}
+    """Per resource id: sync attempts synced, skipped and failed, and deliveries rejected, summed from the
+    counter shards."""
+    counts = {rid: {"synced": 0, "skipped": 0, "failed": 0, "rejected": 0} for rid in ids}
     if not ids:
         return counts
     rows = db.session.execute(
