@@ -58,7 +58,7 @@ def test_customers_import_end_to_end(app, db, fast, connect_resource, stripe_dou
     assert count(db, TriggerFired) == 0  # history fires no automations by default
     resource_row = db.session.get(StripeResource, resource.id)
     account = db.session.get(StripeAccount, resource.account_id)
-    assert resource_counts([account])[resource_row.id] == {"synced": 252, "skipped": 1, "failed": 0}
+    assert resource_counts([account])[resource_row.id] == {"synced": 252, "skipped": 1, "failed": 0, "rejected": 0}
 
 
 def test_every_kind_of_adas_story_imports_like_its_events(app, db, fast, connect_all, stripe_double, run_worker):
