@@ -177,6 +177,10 @@ def test_no_public_base_url_warns_but_finishes(app, auth_client, db, stripe_doub
     assert res.status == "needs_attention" and res.webhook_url.startswith("http://localhost/webhooks/stripe/")
     page = auth_client.get("/apps/stripe").get_data(as_text=True)
     assert "Stripe cannot deliver" in page and "PUBLIC_BASE_URL" in page
+    # The flash tells the truth: connected, but nothing can arrive yet, and where the fix is.
+    assert "Stripe is connected, but Customer events from owner@engineroom.test cannot reach this app yet" in page
+    assert "now sync into your contacts" not in page
+    assert "Recreate endpoint</button>" in page
     # The developer's advice lives in Settings, not in a banner on the Stripe page (whose resource offers the
     # stripe listen route itself: its forwarding command and a field for the secret).
     assert "Stripe cannot deliver events to" not in page
@@ -236,3 +240,24 @@ def test_a_full_account_of_foreign_endpoints_is_told_to_delete_one(auth_client, 
     assert "a disabled endpoint still counts towards the limit" in body and "disable one" not in body
     urls = re.findall(r'<td class="url">(https://other\d+\.example/hook)', body)
     assert urls == sorted(urls) and len(urls) == 16  # same second: in a stable order, never shuffled
+
+
+def test_a_resource_stripe_could_not_reach_gets_its_endpoint_from_the_page(app, auth_client, db, stripe_double,
+                                                                           stripe_key):
+    app.config["PUBLIC_BASE_URL"] = None
+    draft, _ = start_connect(auth_client, stripe_key)
+    choose(auth_client, draft)
+    assert finish(auth_client, draft, [("email", "email", field_id(db, "email"))]).status_code == 204
+    res = db.session.query(StripeResource).one()
+    assert res.status == "needs_attention" and res.webhook_endpoint_id is None
+
+    refused = auth_client.post(f"/apps/stripe/resources/{res.id}/endpoint/recreate", htmx=True)
+    assert refused.status_code == 409 and "not a public address" in refused.get_data(as_text=True)
+    app.config["PUBLIC_BASE_URL"] = "https://crm.example.test"  # the operator set the public address
+    made = auth_client.post(f"/apps/stripe/resources/{res.id}/endpoint/recreate", htmx=True)
+    assert made.status_code == 200 and "A new endpoint was created in Stripe." in made.get_data(as_text=True)
+    db.session.expire_all()
+    res = db.session.get(StripeResource, res.id)
+    [endpoint] = stripe_double.endpoints("acct_1EngineRoom")
+    assert res.status == "active" and res.webhook_endpoint_id == endpoint["id"]
+    assert endpoint["url"] == f"https://crm.example.test/webhooks/stripe/{res.token}"
