@@ -512,6 +512,11 @@ def run_at_speed(n: int, kind: str, latency_ms: float, workers: int, sequential:
         keep = True
         log.warning("Run %s/%s/%s ms/%s workers: %s; the workers' warnings and errors:\n%s", kind, n, latency_ms,
                     workers, state, "\n".join(problems) or "(none)")
+    return keep_or_clean(row, tmp, keep)
+
+
+def keep_or_clean(row: dict, tmp: Path, keep: bool) -> dict:
+    """A run's folder (logs, database) stays for a look when asked or when something went wrong; else it goes."""
     if keep:
         row["logs"] = str(tmp)
         log.info("Logs and database kept in %s", tmp)

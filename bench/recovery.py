@@ -52,7 +52,6 @@ import copy
 import json
 import logging
 import os
-import shutil
 import sys
 import tempfile
 import time
@@ -65,7 +64,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.backfill import (  # noqa: E402
-    ENCRYPTION_KEY, Workers, _app, _cpu_seconds, _sqlalchemy_url, _write_json, start_double,
+    ENCRYPTION_KEY, Workers, _app, _cpu_seconds, _sqlalchemy_url, _write_json, keep_or_clean, start_double,
 )
 from webapp.embedded_redis import RedisServer, free_port  # noqa: E402
 
@@ -418,12 +417,7 @@ def run(n: int, latency_ms: float, workers: int, database_url: str | None, timeo
         keep = True
         log.warning("Run at %s ms with %s workers: %s; the workers' warnings and errors:\n%s", latency_ms, workers,
                     seen["outcome"], "\n".join(problems) or "(none)")
-    if keep:
-        row["logs"] = str(tmp)
-        log.info("Logs and database kept in %s", tmp)
-    else:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return row
+    return keep_or_clean(row, tmp, keep)
 
 
 TABLE = ("| mode | latency ms | events | workers | database | read s | read events/s | applied s | applied events/s | "
