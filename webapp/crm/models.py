@@ -243,3 +243,31 @@ class TriggerFired(db.Model):
     details: Mapped[Optional[dict]] = mapped_column(JSON, default=None)
     historical: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ContactStripeCustomer(db.Model):
+    """Which contact a Stripe customer is: identity by customer, so an email change keeps one contact."""
+
+    __tablename__ = "contact_stripe_customers"
+    __table_args__ = (Index("ix_contact_stripe_customers_contact", "contact_id"),)
+
+    account_id: Mapped[int] = mapped_column(ForeignKey("stripe_accounts.id", ondelete="CASCADE"), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ContactEmailChange(db.Model):
+    """An email a contact used to have, kept in its history when Stripe (or a user) changed it."""
+
+    __tablename__ = "contact_email_changes"
+    __table_args__ = (Index("ix_contact_email_changes_contact", "contact_id", "changed_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"))
+    old_email: Mapped[str] = mapped_column(String(320))
+    new_email: Mapped[str] = mapped_column(String(320))
+    changed_at: Mapped[datetime] = mapped_column()  # when it changed in Stripe (the event's `created`)
+    stripe_customer_id: Mapped[Optional[str]] = mapped_column(String(255))
+    event_row_id: Mapped[Optional[int]] = mapped_column()
+    recorded_at: Mapped[datetime] = mapped_column(default=utcnow)

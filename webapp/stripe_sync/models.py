@@ -184,6 +184,7 @@ class StripeEvent(db.Model):
     __table_args__ = (
         UniqueConstraint("account_id", "stripe_event_id", name="uq_stripe_event_per_account"),
         Index("ix_stripe_events_status_received", "status", "received_at"),
+        Index("ix_stripe_events_contact_created", "contact_id", "created"),  # a contact's Stripe timeline
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
