@@ -13,8 +13,7 @@ from webapp.stripe_sync import logtext, synclog
 from webapp.stripe_sync.connect import disconnect, flow
 from webapp.stripe_sync.client import StripeProblem
 from webapp.stripe_sync.events import ALL_EVENT_TYPES
-from webapp.stripe_sync.connect.fields import NAME_SPLIT_NOTE
-from webapp.stripe_sync.connect.mapping import choices, rows_from_form, rows_from_mappings
+from webapp.stripe_sync.connect.mapping import editor_context, rows_from_form, rows_from_mappings
 from webapp.stripe_sync.models import OUTCOMES, RESOURCE_DISCONNECTED, StripeAccount, StripeResource, SyncLog
 from webapp.timeutil import utcnow
 
@@ -146,9 +145,7 @@ def _mapping_editor(res, rows, status=200, general=None, metadata_keys=None):
     """The mapping modal for a connected resource."""
     metadata_keys = flow.metadata_keys_for(res) if metadata_keys is None else metadata_keys
     return modal("apps/_edit_mapping.html", status, resource=res, rows=rows, general=general or [],
-                 stripe_choices=choices(metadata_keys), metadata_keys=metadata_keys,
-                 crm_fields=flow.crm_fields().values(), name_note=NAME_SPLIT_NOTE,
-                 email_field_id=flow.email_field_id())
+                 metadata_keys=metadata_keys, **editor_context(flow.crm_fields(), flow.email_field_id(), metadata_keys))
 
 
 @bp.route("/stripe/resources/<int:resource_id>/mapping", methods=["GET"])

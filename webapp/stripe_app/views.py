@@ -6,15 +6,13 @@ from flask_login import current_user
 
 import webapp.apps_registry as apps_registry
 from webapp.htmx import htmx_redirect, modal
-from webapp.numbers import whole_number
 from webapp.settings.views import public_base_configured, public_base_url
 from webapp.stripe_app.blueprint import bp
 from webapp.stripe_sync.connect import flow
 from webapp.stripe_sync.connect.endpoints import EndpointLimitReached, base_url_warning
 from webapp.stripe_sync.client import StripeProblem
 from webapp.stripe_sync.events import resource_choices
-from webapp.stripe_sync.connect.fields import NAME_SPLIT_NOTE
-from webapp.stripe_sync.connect.mapping import ROLE_EXTRA, MappingRow, choices, default_rows, rows_from_form
+from webapp.stripe_sync.connect.mapping import default_rows, editor_context, rows_from_form
 from webapp.stripe_sync.models import RESOURCE_NEEDS_ATTENTION, SYNC_TYPES
 
 log = logging.getLogger(__name__)
@@ -90,25 +88,9 @@ def connect_resource():
 def _mapping_ctx(draft, rows, general=None, limit=None):
     """What the mapping step needs to render its rows."""
     return {"draft": draft, "rows": rows, "general": general or [], "limit": limit,
-            "stripe_choices": choices(draft.metadata_keys or ()), "crm_fields": flow.crm_fields().values(),
-            "name_note": NAME_SPLIT_NOTE, "email_field_id": flow.email_field_id(),
+            **editor_context(flow.crm_fields(), flow.email_field_id(), draft.metadata_keys or ()),
             "resource_name": dict(resource_choices()).get(draft.kind, ""),
             "base_warning": base_url_warning(public_base_url(), public_base_configured())}
-
-
-@bp.route("/stripe/mapping-row")
-def mapping_row():
-    """One mapping row for "Add field mapping"; with part=note, the row's note when its Stripe field changes."""
-    metadata_keys = request.args.getlist("meta")
-    role = request.args.get("row_role", ROLE_EXTRA)
-    row = MappingRow(role if role in ("email", "id", "extra") else ROLE_EXTRA,
-                     request.args.get("stripe_field", ""), whole_number(request.args.get("crm_field")))
-    if row.role == "email":
-        row.field_id = flow.email_field_id()
-    template = "apps/_mapping_note.html" if request.args.get("part") == "note" else "apps/_mapping_row.html"
-    return render_template(template, row=row, stripe_choices=choices(metadata_keys or ()),
-                           crm_fields=flow.crm_fields().values(), name_note=NAME_SPLIT_NOTE,
-                           email_field_id=flow.email_field_id())
 
 
 # --- step 3: finish ------------------------------------------------------------------------------
