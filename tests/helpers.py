@@ -73,6 +73,8 @@ def event_bytes_with(fixture, **changes) -> bytes:
     for key in ("id", "created"):
         if key in changes:
             event[key] = changes.pop(key)
+    if "object_id" in changes:  # another Stripe customer (or object) than the fixture's
+        changes["id"] = changes.pop("object_id")
     event["data"]["object"].update(changes)
     return json.dumps(event, indent=2, ensure_ascii=False).encode()
 

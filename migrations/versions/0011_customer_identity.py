@@ -1,5 +1,6 @@
 """Identity by Stripe customer: which contact each Stripe customer is, the emails a contact used to have,
-and an index for a contact's Stripe timeline in Stripe's order.
+an index for a contact's Stripe timeline in Stripe's order, and recurring-payment history rows that an
+imported subscription can write several of (one per status it passed through).
 
 Revision ID: 0011_customer_identity
 Revises: 0010_cli_secrets
@@ -38,6 +39,10 @@ def upgrade():
     )
     op.create_index('ix_contact_email_changes_contact', 'contact_email_changes', ['contact_id', 'changed_at'])
     op.create_index('ix_stripe_events_contact_created', 'stripe_events', ['contact_id', 'created'])
+    with op.batch_alter_table('recurring_payment_statuses') as batch:
+        batch.drop_constraint('uq_recurring_status_event', type_='unique')
+        batch.create_unique_constraint('uq_recurring_status_event', ['recurring_payment_id', 'event_row_id',
+                                                                     'stripe_status'])
     # Contacts already linked to a Stripe customer through their buyer record keep that link.
     op.execute(
         "INSERT INTO contact_stripe_customers (account_id, customer_id, contact_id, created_at) "
@@ -46,6 +51,9 @@ def upgrade():
 
 
 def downgrade():
+    with op.batch_alter_table('recurring_payment_statuses') as batch:
+        batch.drop_constraint('uq_recurring_status_event', type_='unique')
+        batch.create_unique_constraint('uq_recurring_status_event', ['recurring_payment_id', 'event_row_id'])
     op.drop_index('ix_stripe_events_contact_created', table_name='stripe_events')
     op.drop_index('ix_contact_email_changes_contact', table_name='contact_email_changes')
     op.drop_table('contact_email_changes')

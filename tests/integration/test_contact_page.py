@@ -3,7 +3,7 @@ from datetime import datetime
 
 from webapp.crm import service
 from webapp.crm.models import EcommerceCustomer, Order
-from webapp.stripe_sync.models import StripeAccount, SyncLog
+from webapp.stripe_sync.models import StripeAccount, StripeEvent, SyncLog
 
 
 def test_buyer_in_two_accounts_sees_both_names_then_orders_then_stripe_activity(auth_client, db):
@@ -16,8 +16,12 @@ def test_buyer_in_two_accounts_sees_both_names_then_orders_then_stripe_activity(
                                           currency="usd") for a in accounts])
     db.session.add(Order(account_id=accounts[0].id, contact_id=ada.id, external_id="cs_1", amount_total=45000,
                          currency="usd", status="paid", ordered_at=datetime(2024, 5, 1)))
+    event = StripeEvent(account_id=accounts[0].id, stripe_event_id="evt_1", type="checkout.session.completed",
+                        created=1_714_521_600, payload="{}", status="processed", contact_id=ada.id)
+    db.session.add(event)
+    db.session.flush()
     db.session.add(SyncLog(account_id=accounts[0].id, contact_id=ada.id, event_type="checkout.session.completed",
-                           outcome="created"))
+                           outcome="created", event_row_id=event.id))
     db.session.commit()
     html = auth_client.get(f"/contacts/{ada.id}").get_data(as_text=True)
     assert "<dt>Stripe account</dt><dd>Engine &lt;i&gt;Room&lt;/i&gt;</dd>" in html

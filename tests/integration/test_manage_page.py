@@ -98,7 +98,7 @@ def test_mapping_update_is_forward_only(auth_client, db, stripe_double, stripe_k
     notes = service.create_field("Notes", "text")
     res = connect(auth_client, db, stripe_key)
     deliver(auth_client, stripe_double, res, event_bytes("customer.created.json"))
-    deliver(auth_client, stripe_double, res, event_bytes("customer.created.json", id="evt_bob", email="bob@example.com",
+    deliver(auth_client, stripe_double, res, event_bytes("customer.created.json", id="evt_bob", object_id="cus_bob", email="bob@example.com",
                                                         name="Bob Builder", description="Early adopter"))
     run_worker()
     editor = auth_client.get(f"/apps/stripe/resources/{res.id}/mapping", headers=HX).get_data(as_text=True)

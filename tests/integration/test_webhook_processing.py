@@ -271,7 +271,7 @@ def test_two_workers_racing_for_one_new_customer(app, connect_all, post_event, d
 
 def test_contact_insert_race_is_absorbed(app, db, connect_resource, post_event, run_worker, monkeypatch):
     """The other worker's contact appears between our look-up and our insert: the batch replays and uses it."""
-    from webapp.stripe_sync.apply.contacts import ContactCache
+    from webapp.stripe_sync.apply import identity
 
     resource = connect_resource("customer")
     theirs = Contact(email="Ada@example.com")
@@ -280,14 +280,14 @@ def test_contact_insert_race_is_absorbed(app, db, connect_resource, post_event, 
     db.session.commit()
     theirs_id = theirs.id
     assert post_event(resource, "customer.created").status_code == 200
-    real = ContactCache._lock_existing
+    real = identity.contacts_query
     looked = []
 
-    def blind_first_time(emails, with_values):
+    def blind_first_time(emails, contact_ids):
         looked.append(list(emails))
-        return [] if len(looked) == 1 else real(emails, with_values)
+        return real(["nobody@example.com"] if len(looked) == 1 else emails, contact_ids)
 
-    monkeypatch.setattr(ContactCache, "_lock_existing", staticmethod(blind_first_time))
+    monkeypatch.setattr(identity, "contacts_query", blind_first_time)
     run_worker()
     event = db.session.scalar(select(StripeEvent))
     assert (event.status, event.contact_id, len(looked)) == ("processed", theirs_id, 2)

@@ -6,7 +6,7 @@ from webapp.crm import hooks
 from webapp.crm.contact_commerce import badge_class, commerce_for_contact, status_transitions
 from webapp.crm.models import Contact, EcommerceCustomer
 from webapp.stripe_app.contact_sections import outcome_badge
-from webapp.stripe_sync.models import StripeAccount, SyncLog
+from webapp.stripe_sync.models import StripeAccount, StripeEvent, SyncLog
 
 
 @dataclass
@@ -51,19 +51,34 @@ def test_buyer_records_carry_the_account_names_stripe_gives(db):
 
 
 def test_stripe_activity_section_is_rendered_escaped_newest_first(app, db):
+    """In Stripe's order, not ours: the charge happened last in Stripe though it was processed first; an
+    imported record (no log row of its own) is in the timeline at its own creation time."""
     contact = Contact(email="ada@example.com")
     contact.refresh_keys()
-    db.session.add(contact)
+    account = StripeAccount(stripe_account_id="acct_timeline")
+    db.session.add_all([contact, account])
     db.session.flush()
-    db.session.add_all([SyncLog(contact_id=contact.id, event_type="customer.created", outcome="created",
-                                created_at=datetime(2024, 1, 1, 10, 0)),
-                        SyncLog(contact_id=contact.id, event_type="charge.<b>", outcome="failed",
-                                reason="<script>x</script>", created_at=datetime(2024, 1, 1, 10, 5))])
+
+    def event(stripe_id, type_, created, **extra):
+        row = StripeEvent(account_id=account.id, stripe_event_id=stripe_id, type=type_, created=created,
+                          payload="{}", status="processed", contact_id=contact.id, **extra)
+        db.session.add(row)
+        db.session.flush()
+        return row
+    charge = event("evt_charge", "charge.<b>", 1_704_103_500)  # 2024-01-01 10:05 in Stripe
+    created = event("evt_created", "customer.created", 1_704_103_200)  # 10:00
+    event("hist_customer_cus_1", "customer.created", 1_600_000_000, historical=True)  # 2020
+    db.session.add_all([SyncLog(contact_id=contact.id, event_row_id=charge.id, event_type="charge.<b>",
+                                outcome="failed", reason="<script>x</script>", created_at=datetime(2024, 2, 1)),
+                        SyncLog(contact_id=contact.id, event_row_id=created.id, event_type="customer.created",
+                                outcome="created", created_at=datetime(2024, 3, 1))])
     db.session.commit()
     with app.test_request_context():
         (section,) = hooks.extra_contact_sections(contact)
     html = str(section)
     assert 'id="stripe-activity"' in html and "<script>" not in html
     assert "&lt;script&gt;x&lt;/script&gt;" in html and "charge.&lt;b&gt;" in html
-    assert html.index("charge.&lt;b&gt;") < html.index("customer.created")
+    assert html.index("charge.&lt;b&gt;") < html.index("customer.created") < html.index("(imported record)")
+    assert "2024-01-01 10:05 UTC" in html and "2020-09-13 12:26 UTC" in html
+    assert '<span class="badge badge-ok">Imported</span>' in html
     assert '<span class="badge badge-danger">Failed</span>' in html

@@ -212,7 +212,8 @@ class RecurringPaymentStatus(db.Model):
     """A status a subscription passed through, with the event that said so."""
 
     __tablename__ = "recurring_payment_statuses"
-    __table_args__ = (UniqueConstraint("recurring_payment_id", "event_row_id", name="uq_recurring_status_event"),)
+    __table_args__ = (UniqueConstraint("recurring_payment_id", "event_row_id", "stripe_status",
+                                       name="uq_recurring_status_event"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     recurring_payment_id: Mapped[int] = mapped_column(ForeignKey("recurring_payments.id", ondelete="CASCADE"))

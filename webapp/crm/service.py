@@ -9,7 +9,7 @@ from sqlalchemy import and_, func, select, union_all
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 
-from webapp.crm import hooks
+from webapp.crm import hand_edits, hooks
 from webapp.crm.models import (
     FIELD_TYPES, STANDARD_FIELDS, Contact, ContactField, ContactFieldValue, ContactTag, Tag,
 )
@@ -177,6 +177,7 @@ def save_contact(contact: Contact | None, data: dict, custom: dict[int, str] | N
             errors.update(exc.errors)
     if errors:
         raise ValidationError(errors)
+    before = hand_edits.snapshot(contact)
     if contact is None:
         contact = Contact(email=email)
         db.session.add(contact)
@@ -188,6 +189,8 @@ def save_contact(contact: Contact | None, data: dict, custom: dict[int, str] | N
     for field_id, value in checked.items():
         set_custom_value(contact, fields_by_id[field_id], value)
     _commit_unique("email", "A contact with this email already exists.")
+    hand_edits.record(contact, before)
+    db.session.commit()
     return contact
 
 

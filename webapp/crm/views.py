@@ -1,7 +1,7 @@
 """Contacts, fields and tags pages; thin views over crm.service."""
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 
-from webapp.crm import hooks, service
+from webapp.crm import history, hooks, service
 from webapp.crm.contact_commerce import badge_class, commerce_for_contact
 from webapp.crm.forms import ContactForm, FieldForm, RenameFieldForm, TagForm
 from webapp.crm.models import Contact, ContactField
@@ -123,7 +123,9 @@ def contact_detail(contact_id):
     return render_template("crm/contact.html", contact=contact, fields=service.custom_fields(),
                            values=service.custom_values(contact), tag_form=TagForm(),
                            commerce=commerce_for_contact(contact.id), format_amount=format_amount,
-                           badge_class=badge_class, sections=hooks.extra_contact_sections(contact))
+                           badge_class=badge_class, sections=hooks.extra_contact_sections(contact),
+                           email_changes=history.email_changes(contact.id),
+                           stripe_customers=history.stripe_customer_ids(contact.id))
 
 
 def _tags_fragment(contact, form=None, error=None, status=200):

@@ -1,4 +1,5 @@
-"""The historical import's progress fragment on the Stripe page, and its Cancel and Resume buttons."""
+"""The historical import's progress fragment on the Stripe page, its Cancel and Resume buttons, and
+"Re-sync existing records"."""
 import logging
 
 from flask import render_template
@@ -7,7 +8,7 @@ from webapp.extensions import db
 from webapp.stripe_app.blueprint import bp
 from webapp.stripe_sync.history import importer, windows
 from webapp.stripe_sync.history.importer import current_rate, stalled
-from webapp.stripe_sync.models import Backfill
+from webapp.stripe_sync.models import Backfill, StripeResource
 
 log = logging.getLogger(__name__)
 
@@ -67,3 +68,15 @@ def backfill_resume(backfill_id):
     if not importer.resume(backfill_id):
         return _fragment(backfill_id, 409)
     return _fragment(backfill_id)
+
+
+@bp.route("/stripe/resources/<int:resource_id>/resync", methods=["POST"])
+def resource_resync(resource_id):
+    """Read the resource's history again with the current mapping; answers its import's row."""
+    resource = db.get_or_404(StripeResource, resource_id)
+    backfill = importer.resync(resource)
+    if backfill is None:
+        return render_template("apps/_backfill_row.html", res=resource, bf=None,
+                               message="This resource is disconnected: connect it again to sync its history."), 409
+    log.info("Re-sync of resource %s: import %s", resource_id, backfill.id)
+    return render_template("apps/_backfill_row.html", res=resource, bf=backfill)

@@ -189,7 +189,7 @@ def _transaction(source: Source, isolated: bool) -> BatchResult:
     resources = _resources({i.ref.resource_id for i in items})
     live = [i for i in items if i.error is None and not i.prepared.skip_reason]
     cache = None if isolated else ContactCache.load(
-        [i.prepared.email for i in live], resources, sorted({t for i in live for t in tags_for_event(i.ref.type)}))
+        [_who(i) for i in live], resources, sorted({t for i in live for t in tags_for_event(i.ref.type)}))
     for item in items:
         if item.error is not None:
             result.add(_failed(item, item.error))
@@ -217,7 +217,7 @@ def _apply_alone(item: Item, resources) -> Applied:
     unique-key races and lock waits still replay the whole transaction."""
     try:
         with db.session.begin_nested():
-            cache = ContactCache.load([item.prepared.email], resources, tags_for_event(item.ref.type))
+            cache = ContactCache.load([_who(item)], resources, tags_for_event(item.ref.type))
             applied = _apply_one(item, cache)
             cache.flush()
         return applied
@@ -227,14 +227,24 @@ def _apply_alone(item: Item, resources) -> Applied:
         return _failed(item, exc)
 
 
+def _who(item: Item) -> tuple[str, tuple[int, str] | None]:
+    """The event's email and Stripe customer, by which its contact is found (apply/identity.py)."""
+    customer_id = item.prepared.customer.id if item.prepared.customer is not None else None
+    return item.prepared.email, (item.ref.account_id, customer_id) if customer_id else None
+
+
 def _apply_one(item: Item, cache: ContactCache) -> Applied:
     """Contact, mapping, tags, commerce effects and triggers of one event."""
     ref, prepared = item.ref, item.prepared
-    contact, created = cache.contact_for(prepared.email)
+    email, customer = _who(item)
+    contact, created, identity_note = cache.contact_for(email, customer, (ref.created, ref.id),
+                                                        prepared.customer.email_from_customer)
     writes = plan_field_writes(cache.mapping_for(ref.resource_id), prepared.customer)
     report = apply_field_writes(contact, writes, (ref.created, ref.id), cache)
     cache.add_tags(contact, tags_for_event(ref.type))
     notes = [f"contact {'created' if created else 'updated'}"]
+    if identity_note:
+        notes.append(identity_note)
     if report.kept_newer:
         notes.append("kept newer " + ", ".join(k.replace("_", " ") for k in report.kept_newer))
     if report.rejected:

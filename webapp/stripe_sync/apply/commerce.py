@@ -8,7 +8,9 @@ another writer at the same time fails this batch's flush, and the batch is repla
 Decisions:
 - Recurring payment history: one RecurringPaymentStatus row per processed subscription event,
   applied or not (a late older event is still a true fact about the past), ordered by Stripe's
-  `created`; the contact page folds repeats (crm/contact_commerce.py). The current state on the
+  `created`; the contact page folds repeats (crm/contact_commerce.py). An imported subscription is
+  today's state, so it writes the steps its own timestamps tell (status_steps): a cancelled one
+  was active from its start and cancelled when it ended, not "cancelled since it was created". The current state on the
   RecurringPayment row only moves forward (stamps.subscription_update_wins).
 - Orders are facts: created once per Checkout Session; a later paid event for the same session
   refreshes its amount and products (if not older) but never its refund status.
@@ -33,6 +35,7 @@ from webapp.stripe_sync.apply.commerce_data import (
     order_from_checkout_session, recurring_payment_from_subscription, refund_from_charge,
 )
 from webapp.money import format_amount
+from webapp.stripe_sync.events import map_subscription_status
 from webapp.stripe_sync.models import EventRef
 from webapp.stripe_sync.apply.stamps import is_newer, subscription_update_wins
 from webapp.timeutil import utcnow
@@ -176,21 +179,44 @@ def apply_subscription(ctx: Context) -> str:
 
 
 def _record_status(ctx: Context, payment: RecurringPayment, data: dict) -> None:
-    """One history row per event, once even when the event is processed again. Staged, and written for
+    """History rows for the event, once even when the event is processed again. Staged, and written for
     the whole batch in one statement once the batch's flush has given new payments their ids."""
     staged = ctx.cache.rows.setdefault(("recurring statuses",), [])
     if not staged:
         ctx.cache.after_flush.append(lambda: _insert_statuses(staged))
     event = ctx.event
-    staged.append((payment, dict(status=data["status"], stripe_status=data["stripe_status"] or "",
-                                 event_type=event.type, event_created=event.created, event_row_id=event.id,
-                                 recorded_at=utcnow())))
+    steps = status_steps(data, event.created) if event.historical else [(data["stripe_status"], event.created)]
+    for stripe_status, at in steps:
+        staged.append((payment, dict(status=map_subscription_status(stripe_status), stripe_status=stripe_status or "",
+                                     event_type=event.type, event_created=at, event_row_id=event.id,
+                                     recorded_at=utcnow())))
+
+
+def status_steps(data: dict, fallback: int) -> list[tuple[str | None, int]]:
+    """The statuses an imported subscription passed through, at Stripe's times: a listed subscription is
+    today's state, so a cancelled one was active (or trialing) from its start until it ended."""
+    raw = data.get("stripe_status")
+    start = int(data.get("created") or fallback)
+    trial_start, trial_end = data.get("trial_start"), data.get("trial_end")
+    ended = data.get("ended_at") or data.get("canceled_at")
+    if raw in ("incomplete", "incomplete_expired"):
+        steps = [("incomplete", start)]
+    elif trial_start:
+        steps = [("trialing", int(trial_start))]
+        if trial_end and raw != "trialing" and (ended is None or int(trial_end) < int(ended)):
+            steps.append(("active", int(trial_end)))
+    else:
+        steps = [("active", start)]
+    if raw != steps[-1][0]:
+        when = ended if raw in ("canceled", "incomplete_expired") else data.get("current_period_start")
+        steps.append((raw, max(int(when or fallback), steps[-1][1])))
+    return steps
 
 
 def _insert_statuses(staged: list) -> None:
     """The staged history rows (INSERT … ON CONFLICT DO NOTHING: a replayed event adds nothing)."""
     stmt = dialect_insert(RecurringPaymentStatus.__table__).on_conflict_do_nothing(
-        index_elements=["recurring_payment_id", "event_row_id"])
+        index_elements=["recurring_payment_id", "event_row_id", "stripe_status"])
     db.session.execute(stmt, [dict(row, recurring_payment_id=payment.id) for payment, row in staged])
     staged.clear()
 

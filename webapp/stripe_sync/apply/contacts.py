@@ -4,9 +4,9 @@ Every batch of events (a drain's webhooks, one retried event, a page of imported
 the rows it touches once, into a ContactCache, instead of querying per event: contacts, field
 stamps, tag links and custom fields. New stamps, tag links and trigger firings are staged there
 and written in bulk inserts when the batch flushes. Decisions:
-- The resolved email is the match key. It is stored when the contact is created; an existing
-  contact's email is never rewritten (a case change is not news, and a different address is a
-  different contact). Mapping "Customer Email" to a custom field still fills that field.
+- Who the event is about: the contact linked to its Stripe customer, else the one its resolved email
+  finds or creates (apply/identity.py). Only a linked customer's own new email rewrites a contact's
+  email; a case change is not news. Mapping "Customer Email" to a custom field still fills that field.
 - A mapped Customer Name that targets First Name or Last Name fills both (split_name). Mapped to
   any other field it is written whole.
 - A value Stripe does not have (None) never clears a field: an invoice event without a phone
@@ -19,7 +19,8 @@ and written in bulk inserts when the batch flushes. Decisions:
   database for the writer), so two batches touching one contact wait for each other.
 - Missing contacts get their ids reserved up front (PostgreSQL: the sequence; SQLite: max(id), safe
   because the batch's transaction already holds SQLite's write lock), so stamps and tag links can
-  name them while the contacts themselves are inserted once, with their final names, at the flush.
+  name them; a contact is made only when an event needs it (an email change may send the event to
+  its linked contact instead), and inserted at the flush.
 - A concurrent writer creating the same contact or tag link makes the flush raise IntegrityError;
   the batch's transaction is then replayed (batch.py), and the replay sees the other's rows.
 - "Created" is reported once per contact: by the first event of the batch that meets it.
@@ -36,6 +37,8 @@ from sqlalchemy.orm import selectinload
 from webapp.crm.models import Contact, ContactField, ContactFieldStamp, ContactTag
 from webapp.crm.service import ValidationError, check_field_value, get_or_create_tag, set_custom_value
 from webapp.extensions import db
+from webapp.stripe_sync.apply import identity
+from webapp.stripe_sync.apply.identity import CustomerKey
 from webapp.stripe_sync.apply.stamps import Stamp, is_newer
 from webapp.stripe_sync.apply.triggers import insert_firings
 from webapp.stripe_sync.connect.fields import extract_value, split_name
@@ -87,10 +90,13 @@ class ContactCache:
             rid: [(m.stripe_field, m.field.key) for m in res.mappings] if res is not None else []
             for rid, res in resources.items()}
         self.contacts: dict[str, Contact] = {}  # by lower-cased email
-        self.unreported: set[str] = set()  # contacts this batch created that no event has reported yet
+        self.by_id: dict[int, Contact] = {}
+        self.links = identity.Links({}, {})  # the batch's Stripe customer links (apply/identity.py)
+        self.reserved: dict[str, int] = {}  # ids reserved for contacts the batch may create, by email
+        self.spelled: dict[str, str] = {}  # lower-cased email → as Stripe spelled it
         self.stamps: dict[tuple[int, str], ContactFieldStamp] = {}
         self.new_stamps: dict[tuple[int, str], Stamp] = {}
-        self.links: dict[int, set[int]] = {}  # contact id → tag ids it carries
+        self.tags_of: dict[int, set[int]] = {}  # contact id → tag ids it carries
         self.new_links: list[dict] = []
         self.new_firings: list[dict] = []  # staged by triggers.fire_trigger, inserted at the flush
         self.tag_ids: dict[str, int] = {}
@@ -99,49 +105,47 @@ class ContactCache:
         self.after_flush: list[Callable[[], None]] = []  # inserts that need the ids the flush gives (commerce)
 
     @classmethod
-    def load(cls, emails: Iterable[str], resources: dict[int | None, StripeResource | None],
+    def load(cls, people: Iterable[tuple[str, CustomerKey | None]], resources: dict[int | None, StripeResource | None],
              tag_names: Iterable[str]) -> ContactCache:
-        """Load and lock the batch's contacts, their stamps, tags and fields; stage the missing contacts."""
+        """Load and lock the batch's contacts (by email and by their customers' links), their stamps, tags
+        and fields; reserve ids for the contacts the batch may create."""
         cache = cls(resources)
         keys = list(dict.fromkeys(key for pairs in cache.mappings.values() for _stripe, key in pairs))
         custom_keys = [key for key in keys if key not in COLUMN_LIMITS and key != "email"]
         wanted: dict[str, str] = {}
-        for email in emails:
+        customers: set[CustomerKey] = set()
+        for email, customer in people:
             wanted.setdefault(email.strip().lower(), email)
-        for contact in cls._lock_existing(sorted(wanted), bool(custom_keys)) if wanted else ():
-            cache.contacts[contact.email_lower] = contact
-        existing_ids = [c.id for c in cache.contacts.values()]
+            if customer is not None:
+                customers.add(customer)
+        stored_links = identity.load_links(customers) if customers else {}
+        if wanted or stored_links:
+            query = identity.contacts_query(sorted(wanted), sorted(set(stored_links.values())))
+            if custom_keys:
+                query = query.options(selectinload(Contact.values))
+            for contact in db.session.scalars(query):
+                cache.contacts[contact.email_lower] = contact
+                cache.by_id[contact.id] = contact
+        existing_ids = sorted(cache.by_id)
+        cache.links = identity.Links(stored_links, identity.load_shared(existing_ids) if stored_links else {})
         if existing_ids:
             for contact_id, tag_id in db.session.execute(
                     select(ContactTag.contact_id, ContactTag.tag_id).where(ContactTag.contact_id.in_(existing_ids))):
-                cache.links.setdefault(contact_id, set()).add(tag_id)
-            if keys:
-                for row in db.session.scalars(select(ContactFieldStamp)
-                                              .where(ContactFieldStamp.contact_id.in_(existing_ids))):
-                    cache.stamps[(row.contact_id, row.field_key)] = row
+                cache.tags_of.setdefault(contact_id, set()).add(tag_id)
+            for row in db.session.scalars(select(ContactFieldStamp)
+                                          .where(ContactFieldStamp.contact_id.in_(existing_ids))):
+                cache.stamps[(row.contact_id, row.field_key)] = row
         for name in tag_names:
             cache.tag_ids[name] = get_or_create_tag(name).id
         if custom_keys:
             cache.fields = {f.key: f for f in db.session.scalars(
                 select(ContactField).where(ContactField.key.in_(custom_keys)))}
-        # Last, after every query: a pending contact would otherwise be autoflushed (inserted) early.
+        # Ids for the contacts the batch may create; one whose event goes to a linked contact instead
+        # leaves its id unused (a gap, never a clash).
         missing = [key for key in wanted if key not in cache.contacts]
-        for key, contact_id in zip(missing, _reserve_contact_ids(len(missing))):
-            contact = Contact(id=contact_id, email=wanted[key], first_name="", last_name="", phone="")
-            contact.refresh_keys()
-            db.session.add(contact)  # inserted at the flush, with whatever the batch wrote into it
-            cache.contacts[key] = contact
-            cache.unreported.add(key)
+        cache.reserved = dict(zip(missing, _reserve_contact_ids(len(missing))))
+        cache.spelled = wanted
         return cache
-
-    @staticmethod
-    def _lock_existing(emails_lower: list[str], with_values: bool) -> list[Contact]:
-        """The batch's existing contacts, row-locked in id order (with custom values when mapped)."""
-        query = (select(Contact).where(Contact.email_lower.in_(emails_lower)).order_by(Contact.id)
-                 .with_for_update().execution_options(populate_existing=True))
-        if with_values:
-            query = query.options(selectinload(Contact.values))
-        return list(db.session.scalars(query))
 
     def mapping_for(self, resource_id: int | None) -> Mapping:
         """The mapping of the event's resource, as it is now (a change affects only later events)."""
@@ -154,14 +158,67 @@ class ContactCache:
         resource = self.resources.get(event.resource_id)
         return resource is not None and resource.trigger_historical
 
-    def contact_for(self, email: str) -> tuple[Contact, bool]:
-        """The loaded contact, and whether this event is the one that created it."""
+    def contact_for(self, email: str, customer: CustomerKey | None = None, stamp: Stamp | None = None,
+                    email_from_customer: bool = False) -> tuple[Contact, bool, str | None]:
+        """The event's contact (by its customer's link, else by email), whether this event created it,
+        and a note when the customer's email changed or moved it (apply/identity.py)."""
         key = email.strip().lower()
-        contact = self.contacts[key]
-        if key in self.unreported:
-            self.unreported.discard(key)
-            return contact, True
-        return contact, False
+        linked = self.links.linked(customer)
+        note = None
+        if linked is not None and linked in self.by_id:
+            contact = self.by_id[linked]
+            if contact.email_lower == key or not email_from_customer:
+                return contact, False, None
+            if not self._stamp_permits(contact.id, identity.EMAIL_KEY, stamp):
+                return contact, False, f"kept newer email {contact.email}"
+            other = self.contacts.get(key)
+            if other is None and not self.links.shared(contact.id, customer):
+                old = contact.email
+                self.contacts.pop(contact.email_lower, None)
+                contact.email = self.spelled.get(key, email)
+                contact.refresh_keys()
+                self.contacts[key] = contact
+                self.stamp_allows(contact.id, identity.EMAIL_KEY, stamp)
+                self.links.record_change(contact, old, customer, stamp)
+                log.info("Contact %s: email changed in Stripe (customer %s)", contact.id, customer[1])
+                return contact, False, f"email changed from {old} to {contact.email}"
+            if other is not None:
+                note = (f"Stripe customer {customer[1]} now has email {email}, which belongs to another "
+                        "contact: linked to that contact, not merged")
+            else:
+                note = (f"Stripe customer {customer[1]} now has email {email}; its contact is shared with "
+                        "other Stripe customers, so it now has a contact of its own")
+        contact, created = self._by_email(key, email)
+        if customer is not None:
+            self.links.link(customer, contact.id)
+            if stamp is not None and email_from_customer:  # a payment's billing email says nothing newer
+                self.stamp_allows(contact.id, identity.EMAIL_KEY, stamp)
+        return contact, created, note
+
+    def _by_email(self, key: str, email: str) -> tuple[Contact, bool]:
+        """The contact with this email, created (with its reserved id) when there is none."""
+        contact = self.contacts.get(key)
+        if contact is not None:
+            return contact, False
+        contact_id = self.reserved.pop(key, None)
+        if contact_id is None:  # an email the batch was not loaded with: after every id it knows of
+            contact_id = max([_reserve_contact_ids(1)[0], *[i + 1 for i in self.by_id], *self.reserved.values()])
+        contact = Contact(id=contact_id, email=self.spelled.get(key, email), first_name="", last_name="", phone="")
+        contact.refresh_keys()
+        db.session.add(contact)  # inserted at the flush (or a query's autoflush)
+        self.contacts[key] = contact
+        self.by_id[contact_id] = contact
+        return contact, True
+
+    def _stamp_permits(self, contact_id: int, field_key: str, stamp: Stamp | None) -> bool:
+        """Whether the event may write the field, without moving its stamp."""
+        if stamp is None:
+            return True
+        pending = self.new_stamps.get((contact_id, field_key))
+        if pending is not None:
+            return is_newer(stamp, pending)
+        row = self.stamps.get((contact_id, field_key))
+        return row is None or is_newer(stamp, (row.event_created, row.event_row_id))
 
     def stamp_allows(self, contact_id: int, field_key: str, stamp: Stamp) -> bool:
         """Check and move a field's stamp in one step; False when a newer event wrote the field."""
@@ -183,7 +240,7 @@ class ContactCache:
 
     def add_tags(self, contact: Contact, names: Iterable[str]) -> None:
         """Each tag at most once per contact."""
-        links = self.links.setdefault(contact.id, set())
+        links = self.tags_of.setdefault(contact.id, set())
         for name in names:
             tag_id = self.tag_ids.get(name)
             if tag_id is None:
@@ -196,6 +253,7 @@ class ContactCache:
         """Insert the batch's contacts and new rows, then what points at them: new stamps, tag links,
         staged rows (a recurring payment's history) and firings."""
         db.session.flush()
+        self.links.flush()
         for step in self.after_flush:
             step()
         self.after_flush = []

@@ -63,6 +63,9 @@ class CustomerData:
     metadata: Mapping[str, str] = field(default_factory=dict, hash=False)
     # Where the values came from, e.g. "customer", "customer+billing_details", "invoice", "none".
     source: str = SOURCE_NONE
+    # The email is the Stripe Customer's own (not a payment's billing email): only it may change the
+    # email of the contact linked to that customer (apply/identity.py).
+    email_from_customer: bool = False
 
     @property
     def has_email(self) -> bool:
@@ -80,6 +83,7 @@ class CustomerData:
             "address": dict(self.address),
             "metadata": dict(self.metadata),
             "source": self.source,
+            "email_from_customer": self.email_from_customer,
         }
 
 
@@ -288,6 +292,7 @@ def resolve_customer_data(
         address=address,
         metadata=metadata or {},
         source="+".join(used) or SOURCE_NONE,
+        email_from_customer=bool(from_customer.get("email")),
     )
     if data.email is None:
         logger.debug("No email resolved for %s (customer %s)", event_type, customer_id)

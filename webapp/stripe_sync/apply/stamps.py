@@ -2,7 +2,8 @@
 
 Stripe does not keep order, so every write is stamped with the event that made it: Stripe's
 `created` (seconds) and our row id (arrival order). An event may overwrite data only when its
-stamp is newer; equal `created` goes to the later arrival.
+stamp is newer; equal `created` goes to the later arrival. The same event applied again (an
+imported record re-synced with today's data and the current mapping) may rewrite what it wrote.
 
 Subscriptions add one rule: Stripe often sends `customer.subscription.updated` in the same second
 as `.deleted` or `.paused`, so a cancelled or paused state is not overwritten on a tie by a
@@ -23,7 +24,7 @@ STICKY_ON_TIE = {
 
 def is_newer(incoming: Stamp, current: Stamp | None) -> bool:
     """True when data stamped `current` may be overwritten by the `incoming` event."""
-    return current is None or tuple(incoming) > tuple(current)
+    return current is None or tuple(incoming) >= tuple(current)
 
 
 def subscription_update_wins(current_status: str | None, current: Stamp | None,
@@ -33,7 +34,7 @@ def subscription_update_wins(current_status: str | None, current: Stamp | None,
         return True
     if incoming[0] != current[0]:
         return incoming[0] > current[0]
-    if incoming[1] <= current[1]:
+    if incoming[1] < current[1]:
         return False
     allowed = STICKY_ON_TIE.get(current_status or "")
     if allowed is not None and incoming_status != current_status and incoming_type not in allowed:

@@ -75,6 +75,18 @@ def start_backfill(resource: StripeResource, queue=None) -> Backfill:
     return backfill
 
 
+def resync(resource: StripeResource) -> Backfill | None:
+    """"Re-sync existing records": read the resource's history again with the current mapping (every
+    record is applied again, writer.py); an import already under way is the answer. None when the
+    resource is disconnected."""
+    if resource.status == RESOURCE_DISCONNECTED:
+        return None
+    latest = latest_for(resource.id)
+    if latest is not None and latest.state in BACKFILL_ACTIVE:
+        return latest
+    return start_backfill(resource)
+
+
 def start_if_historical(resource: StripeResource) -> Backfill | None:
     """Start the import when the resource was connected with "Sync historical records"; never raises."""
     if resource.sync_type != SYNC_HISTORICAL:
@@ -225,7 +237,7 @@ def _claim(backfill_id: int, lane: int, token: str | None) -> writer.Run | None:
                                                               BackfillLane.number == lane))
     run = writer.Run(backfill_id=backfill.id, lane=lane, lane_id=lane_id, token=token, resource_id=resource.id,
                      account_id=account.id, livemode=account.livemode, kind=resource.kind,
-                     started=time.monotonic())
+                     started=time.monotonic(), since=backfill.created_at)
     db.session.commit()
     return run
 

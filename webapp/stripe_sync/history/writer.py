@@ -23,8 +23,9 @@ import json
 import time
 from collections import Counter
 from dataclasses import dataclass
+from datetime import datetime
 
-from sqlalchemy import case, select, update
+from sqlalchemy import case, or_, select, update
 
 from webapp.extensions import db
 from webapp.stripe_sync import synclog
@@ -76,6 +77,7 @@ class Run:
     livemode: bool
     kind: str
     started: float  # monotonic start of this job
+    since: datetime | None = None  # when the import began: records applied before it are applied again
     pages: int = 0  # pages this job saved
     records: int = 0  # records this job handled
 
@@ -150,12 +152,18 @@ class PageSource(Source):
         return self._record_events(live) if live else []
 
     def _record_events(self, records: list[Record]) -> list[Item]:
-        """Insert each record's event row; a record imported before but not finished (it failed) is
-        taken over with today's data; finished ones are passed over."""
+        """Insert each record's event row. A record imported before (by an earlier import, or one that
+        failed) is taken over with today's data and applied again with the current mapping: that is what
+        "Re-sync existing records" and reconnecting with "historical" mean. Stamps keep it forward-only:
+        a value a newer event or a hand edit wrote is kept. Records this import already applied (read
+        twice after a lost cursor) are passed over."""
         run = self.run
         table = StripeEvent.__table__
+        again = table.c.status.not_in(DONE_STATUSES)
+        if run.since is not None:
+            again = or_(again, table.c.processed_at.is_(None), table.c.processed_at < run.since)
         existing = {row.stripe_event_id: row for row in db.session.execute(
-            select(table.c.id, table.c.stripe_event_id, table.c.status, table.c.attempts)
+            select(table.c.id, table.c.stripe_event_id, table.c.status, table.c.attempts, table.c.processed_at)
             .where(table.c.account_id == run.account_id, table.c.stripe_event_id.in_([r.event_id for r in records])))}
         now = utcnow()
         fresh = [r for r in records if r.event_id not in existing]
@@ -173,15 +181,17 @@ class PageSource(Source):
                        table.c.stripe_event_id.in_([r.event_id for r in fresh]))))
         by_id = {r.event_id: r for r in records}
         for row in existing.values():
-            if row.status in DONE_STATUSES:
+            done = row.status in DONE_STATUSES
+            if done and (run.since is None or (row.processed_at is not None and row.processed_at >= run.since)):
                 continue
             record = by_id[row.stripe_event_id]
+            attempt = 1 if done else row.attempts + 1
             got = db.session.execute(
-                update(table).where(table.c.id == row.id, table.c.status.not_in(DONE_STATUSES))
+                update(table).where(table.c.id == row.id, again)
                 .values(type=record.event_type, payload=envelope(record, run.livemode), status=EVENT_QUEUED,
-                        attempts=table.c.attempts + 1)).rowcount
+                        resource_id=run.resource_id, error=None, attempts=attempt)).rowcount
             if got:
-                claimed[row.stripe_event_id] = (row.id, row.attempts + 1)
+                claimed[row.stripe_event_id] = (row.id, attempt)
         items = []
         for record in records:
             if record.event_id not in claimed:

@@ -326,7 +326,7 @@ class ObjectRefresher:
 
 def rerun_history(account_id: int) -> int:
     """The gap's remedy: the historical sync of every connected resource of the account (records synced
-    before are passed over, so it only adds what the gap hid); the gap is then considered handled.
+    before are applied again, and stamps keep newer values); the gap is then considered handled.
     Returns how many imports were started (a resource already importing keeps its import)."""
     from webapp.stripe_sync.history import importer
 
