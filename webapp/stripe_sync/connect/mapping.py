@@ -6,8 +6,6 @@ Customer Name decisions:
   Customer Name row with no CRM field posted (nothing to guess) and one posted with Last Name (the
   split fills both anyway) are stored the same way. A CRM field that was posted but is no id at all
   (crafted) is still refused.
-- The form keeps "First Name" / "Last Name" as hidden options of that select (same meaning as
-  "First Name + Last Name"), so a script or test that picked them before still maps the split.
 
 Each row carries a `key` (a short token posted as `row_key`), so "Create field" finds its row even after
 rows above it were removed in the browser, and the row's open "Create field" form posts as
