@@ -446,3 +446,98 @@ def logged_in_page(page, admin):
     page.get_by_role("button", name="Log in").click()
     page.wait_for_url("**/contacts")
     return page
+
+
+# --- accessibility (axe-core) ----------------------------------------------------------------------
+
+AXE_VERSION = "4.14.1"  # the exact axe-core release scripts/test fetches from the npm registry
+AXE_FILE = CACHE / "axe.min.js"
+WCAG_AA = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
+AXE_RUN = """([selector, tags]) => axe.run(selector ? document.querySelector(selector) : document,
+    {runOnly: {type: 'tag', values: tags}, resultTypes: ['violations']})
+  .then(r => r.violations.map(v => ({id: v.id, impact: v.impact, help: v.help,
+                                     targets: v.nodes.map(n => n.target.join(' '))})))"""
+
+
+@pytest.fixture(scope="session")
+def axe_js():
+    """The axe-core file scripts/test fetched, checked to be the pinned release."""
+    if not AXE_FILE.exists():
+        pytest.fail(f"{AXE_FILE} is missing: run scripts/test, which fetches axe-core from the npm registry")
+    text = AXE_FILE.read_text(encoding="utf-8")
+    assert f"axe v{AXE_VERSION}" in text[:200], f"the cached axe-core file is not version {AXE_VERSION}"
+    return text
+
+
+class Axe:
+    """Gathers every serious or critical violation of a test's audits, so one failure lists them all."""
+
+    SERIOUS = ("serious", "critical")
+
+    def __init__(self, page, source: str):
+        self.page, self.source = page, source
+        self.found: list[str] = []
+
+    def violations(self, selector: str | None = None) -> list[dict]:
+        """Serious and critical WCAG A/AA violations in the document, or in the element matching selector."""
+        if not self.page.evaluate("typeof window.axe === 'object'"):
+            self.page.add_script_tag(content=self.source)  # the context bypasses the CSP for this alone
+        found = self.page.evaluate(AXE_RUN, [selector, WCAG_AA])
+        return [v for v in found if v["impact"] in self.SERIOUS]
+
+    def __call__(self, where: str, selector: str | None = None) -> list[dict]:
+        """Audit what the page shows once htmx is idle; `where` names it in the failure message."""
+        from playwright.sync_api import expect
+
+        self.page.wait_for_load_state("load")
+        busy = self.page.locator(".htmx-request, .htmx-swapping, .htmx-settling, .htmx-added")
+        expect(busy).to_have_count(0)  # no request in flight, nothing swapping or settling
+        found = self.violations(selector)
+        for v in found:
+            targets = "\n      ".join(v["targets"][:6]) + ("\n      …" if len(v["targets"]) > 6 else "")
+            self.found.append(f"{where}: {v['id']} ({v['impact']}, {len(v['targets'])}×) {v['help']}\n      {targets}")
+        return found
+
+    def assert_clean(self):
+        """Fail listing every violation found since the test began."""
+        assert not self.found, (f"axe-core {AXE_VERSION} found serious or critical WCAG A/AA violations:\n  "
+                                + "\n  ".join(self.found))
+
+
+@pytest.fixture
+def axe_page(browser, live_server, htmx_js, axe_js):
+    """A fresh page, not logged in, whose context bypasses the CSP so axe can be injected; page.axe audits it."""
+    context = browser.new_context(base_url=live_server.url, bypass_csp=True)
+    blocked = []
+
+    def route(r):
+        url = r.request.url
+        if url == HTMX_CDN_URL:
+            r.fulfill(status=200, body=htmx_js, headers={"Content-Type": "application/javascript",
+                                                         "Access-Control-Allow-Origin": "*"})
+        elif url.startswith(live_server.url):
+            r.continue_()
+        else:
+            blocked.append(url)
+            r.abort()
+
+    context.route("**/*", route)
+    pg = context.new_page()
+    pg.set_default_timeout(10_000)
+    errors = []
+    pg.on("pageerror", lambda exc: errors.append(str(exc)))
+    pg.axe = Axe(pg, axe_js)
+    yield pg
+    context.close()
+    assert not errors, f"JavaScript errors on the page: {errors}"
+    assert not blocked, f"the page tried to reach the internet: {blocked}"
+
+
+def log_in(page, email=ADMIN_EMAIL, password=ADMIN_PASSWORD):
+    """Log in through the form, as logged_in_page does, on any page fixture."""
+    page.goto("/login")
+    page.get_by_label("Email").fill(email)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_url("**/contacts")
+    return page
