@@ -8,6 +8,7 @@ import secrets as secrets_module
 import shutil
 import threading
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -409,10 +410,11 @@ def browser():
         b.close()
 
 
-@pytest.fixture
-def page(browser, live_server, htmx_js):
-    """A fresh browser page whose only reachable hosts are the live server and the (local) htmx CDN."""
-    context = browser.new_context(base_url=live_server.url)
+@contextmanager
+def _offline_page(browser, live_server, htmx_js, **context_options):
+    """A fresh page whose only reachable hosts are the live server and the (local) htmx CDN; fails the test
+    on a JavaScript error or a request for the internet."""
+    context = browser.new_context(base_url=live_server.url, **context_options)
     blocked = []
 
     def route(r):
@@ -435,6 +437,13 @@ def page(browser, live_server, htmx_js):
     context.close()
     assert not errors, f"JavaScript errors on the page: {errors}"
     assert not blocked, f"the page tried to reach the internet: {blocked}"
+
+
+@pytest.fixture
+def page(browser, live_server, htmx_js):
+    """A fresh browser page whose only reachable hosts are the live server and the (local) htmx CDN."""
+    with _offline_page(browser, live_server, htmx_js) as pg:
+        yield pg
 
 
 @pytest.fixture
@@ -507,30 +516,9 @@ class Axe:
 @pytest.fixture
 def axe_page(browser, live_server, htmx_js, axe_js):
     """A fresh page, not logged in, whose context bypasses the CSP so axe can be injected; page.axe audits it."""
-    context = browser.new_context(base_url=live_server.url, bypass_csp=True)
-    blocked = []
-
-    def route(r):
-        url = r.request.url
-        if url == HTMX_CDN_URL:
-            r.fulfill(status=200, body=htmx_js, headers={"Content-Type": "application/javascript",
-                                                         "Access-Control-Allow-Origin": "*"})
-        elif url.startswith(live_server.url):
-            r.continue_()
-        else:
-            blocked.append(url)
-            r.abort()
-
-    context.route("**/*", route)
-    pg = context.new_page()
-    pg.set_default_timeout(10_000)
-    errors = []
-    pg.on("pageerror", lambda exc: errors.append(str(exc)))
-    pg.axe = Axe(pg, axe_js)
-    yield pg
-    context.close()
-    assert not errors, f"JavaScript errors on the page: {errors}"
-    assert not blocked, f"the page tried to reach the internet: {blocked}"
+    with _offline_page(browser, live_server, htmx_js, bypass_csp=True) as pg:
+        pg.axe = Axe(pg, axe_js)
+        yield pg
 
 
 def log_in(page, email=ADMIN_EMAIL, password=ADMIN_PASSWORD):
