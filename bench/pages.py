@@ -1,9 +1,13 @@
 """Page benchmarks (issue 8): the contacts list and the live sync-log fragments with 100,000 contacts
 and 1,000,000 sync-log rows, served by gunicorn (2 sync workers) as in production, timed from one
 logged-in client; then each URL once more in-process to name its slowest SQL and its query plan.
+The contacts list is also searched by any part of a name or domain, by a Stripe customer id and by
+two letters, and sorted by lifetime value and last payment.
 
     .venv/bin/python -m bench.pages                         # 100k contacts, 1M log rows, 300 requests/URL
     .venv/bin/python -m bench.pages --contacts 10000 --log-rows 100000 --requests 50   # a quick check
+    .venv/bin/python -m bench.pages --database-url postgresql://postgres@127.0.0.1:PORT/postgres
+    .venv/bin/python -m bench.pages --only contacts         # just the contacts URLs
 """
 import argparse
 import json
@@ -29,7 +33,14 @@ TARGET_P99_MS = 100.0
 FIRST = ["Ada", "Grace", "Alan", "Katherine", "Edsger", "Barbara", "Donald", "Margaret", "Dennis", "Frances",
          "John", "Radia", "Ken", "Sophie", "Tim", "Hedy", "Claude", "Annie", "Niklaus", "Evelyn"]
 LAST = ["Lovelace", "Hopper", "Turing", "Johnson", "Dijkstra", "Liskov", "Knuth", "Hamilton", "Ritchie", "Allen",
-        "McCarthy", "Perlman", "Thompson", "Wilson", "Berners-Lee", "Lamarr", "Shannon", "Easley", "Wirth", "Boyd"]
+        "McCarthy", "Perlman", "Thompson", "Wilson", "Berners-Lee", "Lamarr", "Shannon", "Easley", "Wirth", "Boyd",
+        "Nunez"]
+CUSTOMER_SHARE = 0.8  # contacts linked to a Stripe customer id
+# (share of contacts, subscription status) for the summary columns; the rest have none.
+SUBSCRIPTIONS = [(0.10, "ACTIVE"), (0.02, "TRIALING"), (0.02, "PAYMENT_FAILED"), (0.01, "PAUSED"),
+                 (0.05, "CANCELLED")]
+BUYER_SHARE = 0.35  # contacts with a lifetime value and a last payment
+ID_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
 # (name, share of contacts that carry it): the tags the Stripe sync writes, plus two hand-made ones.
 TAGS = [("stripe-integration", 0.90), ("stripe-integration-customer.created", 0.85),
         ("stripe-integration-customer.updated", 0.60), ("stripe-integration-Billing_Subscription_Events", 0.15),
@@ -52,8 +63,9 @@ def _chunks(rows, size=CHUNK):
 
 
 def build_data(stack: Stack, n_contacts: int, n_logs: int, seed: int = 8) -> dict:
-    """Bulk Core inserts (executemany in chunks) of contacts, tags, resources, events and log rows."""
-    from webapp.crm.models import Contact, ContactTag, Tag
+    """Bulk Core inserts (executemany in chunks) of contacts (with their list figures), Stripe customer
+    links, tags, resources, events and log rows."""
+    from webapp.crm.models import Contact, ContactStripeCustomer, ContactTag, Tag
     from webapp.stripe_sync.models import ResourceCounter, StripeAccount, StripeEvent, StripeResource, SyncLog
 
     rnd = random.Random(seed)
@@ -72,18 +84,37 @@ def build_data(stack: Stack, n_contacts: int, n_logs: int, seed: int = 8) -> dic
                 webhook_endpoint_id=f"we_bench_{kind}", webhook_url="https://crm.example.test/x",
                 status="active", created_at=base)).inserted_primary_key[0]
 
-        contacts = []
+        contacts, links, customer_ids = [], [], {}
         for i in range(n_contacts):
             first, last = FIRST[i % len(FIRST)], LAST[(i // len(FIRST)) % len(LAST)]
             email = f"customer{i}@example.test"
             at = base + timedelta(seconds=30 * i)
-            contacts.append({"id": i + 1, "email": email, "email_lower": email, "first_name": first,
-                             "last_name": last, "phone": f"+1617555{i % 10000:04d}",
-                             "name_key": f"{first} {last}".lower(), "last_key": last.lower(),
-                             "created_at": at, "updated_at": at})
+            row = {"id": i + 1, "email": email, "email_lower": email, "first_name": first,
+                   "last_name": last, "phone": f"+1617555{i % 10000:04d}",
+                   "name_key": f"{first} {last}".lower(), "last_key": last.lower(),
+                   "created_at": at, "updated_at": at, "lifetime_value": 0, "lifetime_currency": None,
+                   "last_payment_at": None, "subscription_status": None}
+            if rnd.random() < BUYER_SHARE:
+                row.update(lifetime_value=rnd.randint(1, 2000) * 100, lifetime_currency="usd",
+                           last_payment_at=at + timedelta(seconds=rnd.randint(0, 90 * 86400)))
+            pick = rnd.random()
+            for share, status in SUBSCRIPTIONS:
+                if pick < share:
+                    row["subscription_status"] = status
+                    break
+                pick -= share
+            contacts.append(row)
+            if rnd.random() < CUSTOMER_SHARE:
+                customer_ids[i + 1] = "cus_" + "".join(rnd.choices(ID_CHARS, k=14))
+                links.append({"account_id": account_id, "customer_id": customer_ids[i + 1], "contact_id": i + 1,
+                              "created_at": at})
         for part in _chunks(contacts):
             conn.execute(insert(Contact), part)
-        del contacts
+        for part in _chunks(links):
+            conn.execute(insert(ContactStripeCustomer), part)
+        n_customers = len(links)
+        sample_customer = customer_ids.get(n_contacts // 2) or next(iter(customer_ids.values()), "cus_none")
+        del contacts, links, customer_ids
 
         tag_ids = {}
         for name, _share in TAGS:
@@ -145,10 +176,11 @@ def build_data(stack: Stack, n_contacts: int, n_logs: int, seed: int = 8) -> dic
         max_log = conn.scalar(select(func.max(SyncLog.id))) or 0
     engine.dispose()
     seconds = time.perf_counter() - started
-    log.info("built %d contacts, %d tag links, %d log rows, %d failed events in %.1f s",
-             n_contacts, n_links, n_logs, len(events), seconds)
-    return {"contacts": n_contacts, "tag_links": n_links, "log_rows": n_logs, "failed_events": len(events),
-            "tags": tag_ids, "max_log_id": max_log, "build_seconds": round(seconds, 1)}
+    log.info("built %d contacts, %d customer links, %d tag links, %d log rows, %d failed events in %.1f s",
+             n_contacts, n_customers, n_links, n_logs, len(events), seconds)
+    return {"contacts": n_contacts, "customer_links": n_customers, "tag_links": n_links, "log_rows": n_logs,
+            "failed_events": len(events), "tags": tag_ids, "max_log_id": max_log, "customer_id": sample_customer,
+            "build_seconds": round(seconds, 1)}
 
 
 def create_admin(stack: Stack) -> None:
@@ -189,6 +221,31 @@ def scenarios(data: dict) -> list[dict]:
         {"name": "contacts, search with no match", "path": "/contacts?q=zzz", "headers": htmx_contacts},
         {"name": "contacts, common tag (90%)", "path": f"/contacts?tag={tags['stripe-integration']}"},
         {"name": "contacts, rare tag (0.5%)", "path": f"/contacts?tag={tags['vip']}"},
+        {"name": "contacts, any part of a name (unez)", "path": "/contacts?q=unez", "headers": htmx_contacts},
+        {"name": "contacts, part of the domain (example: every contact)", "path": "/contacts?q=example",
+         "headers": htmx_contacts},
+        {"name": "contacts, part of an email, page 20", "path": "/contacts?q=ustomer9&page=20",
+         "headers": htmx_contacts},
+        {"name": "contacts, Stripe customer id", "path": f"/contacts?q={data['customer_id']}",
+         "headers": htmx_contacts},
+        {"name": "contacts, two letters (ad)", "path": "/contacts?q=ad", "headers": htmx_contacts},
+        {"name": "contacts, name part + common tag", "path": f"/contacts?q=unez&tag={tags['stripe-integration']}",
+         "headers": htmx_contacts},
+        {"name": "contacts, by lifetime value", "path": "/contacts?sort=-lifetime_value", "headers": htmx_contacts},
+        {"name": "contacts, by lifetime value, page 1000", "path": "/contacts?sort=-lifetime_value&page=1000",
+         "headers": htmx_contacts},
+        {"name": "contacts, by last payment", "path": "/contacts?sort=-last_payment", "headers": htmx_contacts},
+        {"name": "contacts, by last payment, oldest first", "path": "/contacts?sort=last_payment",
+         "headers": htmx_contacts},
+        {"name": "contacts, by last payment, page 1000 (past the last payment)",
+         "path": "/contacts?sort=-last_payment&page=1000", "headers": htmx_contacts},
+        {"name": "contacts, by subscription", "path": "/contacts?sort=subscription", "headers": htmx_contacts},
+        {"name": "contacts, by lifetime value + rare tag", "path": f"/contacts?sort=-lifetime_value&tag={tags['vip']}",
+         "headers": htmx_contacts},
+        {"name": "contacts, domain part by lifetime value", "path": "/contacts?q=example&sort=-lifetime_value",
+         "headers": htmx_contacts},
+        {"name": "contacts, name part by last payment", "path": "/contacts?q=unez&sort=-last_payment",
+         "headers": htmx_contacts},
         {"name": "stripe manage page with log", "path": "/apps/stripe"},
         {"name": "log filter change (outcome=failed)", "path": "/apps/stripe?outcome=failed", "headers": htmx_log},
         {"name": "poll, nothing new (204)", "path": f"/apps/stripe/log/newer?after={top}", "expect": 204},
@@ -265,9 +322,10 @@ def explain(stack: Stack, cases: list[dict], runs: int = 5) -> list[dict]:
             top = []
             for ms, stmt in ranked[:3]:
                 entry = {"median_ms": round(ms, 2), "sql": " ".join(stmt.split())[:600]}
-                if engine.dialect.name == "sqlite" and stmt.lstrip().upper().startswith("SELECT"):
+                if stmt.lstrip().upper().startswith("SELECT"):
+                    prefix = "EXPLAIN QUERY PLAN " if engine.dialect.name == "sqlite" else "EXPLAIN "
                     with engine.connect() as conn:
-                        plan = conn.exec_driver_sql("EXPLAIN QUERY PLAN " + stmt, params_of[stmt]).fetchall()
+                        plan = conn.exec_driver_sql(prefix + stmt, params_of[stmt]).fetchall()
                     entry["plan"] = [row[-1] for row in plan]
                 top.append(entry)
             out.append({"name": sc["name"], "statuses": sorted(statuses),
@@ -290,12 +348,18 @@ def main() -> None:
     parser.add_argument("--analyze", action="store_true", help="run ANALYZE after loading (the app never does)")
     parser.add_argument("--no-explain", action="store_true")
     parser.add_argument("--keep-db", action="store_true", help="keep the SQLite file (its path is in the report)")
+    parser.add_argument("--database-url", default=None,
+                        help="a PostgreSQL server (postgresql://…/postgres); the run gets its own database there")
+    parser.add_argument("--only", default=None, help="time only the scenarios whose name contains this")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     log.setLevel(logging.INFO)  # alembic's fileConfig (the Stack migrates) raises the root level to WARN
-    with Stack() as stack:
+    database = "PostgreSQL" if args.database_url else "SQLite (WAL)"
+    # Plain http on loopback: with the Stack's https PUBLIC_BASE_URL the session cookie would be Secure
+    # and the client would never send it back. Nothing here needs a webhook address.
+    with Stack(args.database_url, extra_env={"PUBLIC_BASE_URL": "http://127.0.0.1"}) as stack:
         data = build_data(stack, args.contacts, args.log_rows)
-        if args.analyze:
+        if args.analyze or args.database_url:  # PostgreSQL's autovacuum analyzes a fresh table within a minute
             engine = create_engine(_sqlalchemy_url(stack.database_url))
             with engine.begin() as conn:
                 conn.execute(text("ANALYZE"))
@@ -303,13 +367,14 @@ def main() -> None:
         create_admin(stack)
         base_url = stack.start_web()
         session = login(base_url)
-        cases = scenarios(data)
+        cases = [sc for sc in scenarios(data) if not args.only or args.only in sc["name"]]
         results = []
         for sc in cases:
             results.append(time_url(session, base_url, sc, args.requests, args.warm_up))
             log.info("%s", results[-1])
-        report = {"server": "gunicorn, 2 sync workers, SQLite (WAL), one sequential logged-in client",
-                  "data": data, "analyzed": args.analyze, "target_p99_ms": TARGET_P99_MS, "pages": results,
+        report = {"server": f"gunicorn, 2 sync workers, {database}, one sequential logged-in client",
+                  "data": data, "analyzed": bool(args.analyze or args.database_url), "target_p99_ms": TARGET_P99_MS,
+                  "pages": results,
                   "all_meet_target": all(r["meets_p99_target"] and r["ok"] for r in results)}
         if not args.no_explain:
             report["sql"] = explain(stack, cases)

@@ -51,6 +51,10 @@ class Contact(db.Model):
     __table_args__ = (
         Index("ix_contacts_name_key", "name_key"),
         Index("ix_contacts_last_key", "last_key"),
+        # The list sorts by these with id as the tie-break (crm/search.py); summary.py keeps them.
+        Index("ix_contacts_lifetime_value", "lifetime_value", "id"),
+        Index("ix_contacts_last_payment_at", "last_payment_at", "id"),
+        Index("ix_contacts_subscription_status", "subscription_status", "id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -64,6 +68,11 @@ class Contact(db.Model):
     last_key: Mapped[str] = mapped_column(String(200), default="")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    # Figures the contacts list shows and sorts by, derived from Stripe data by crm/summary.py.
+    lifetime_value: Mapped[int] = mapped_column(default=0, server_default="0")  # minor units of lifetime_currency
+    lifetime_currency: Mapped[Optional[str]] = mapped_column(String(3))
+    last_payment_at: Mapped[Optional[datetime]] = mapped_column()
+    subscription_status: Mapped[Optional[str]] = mapped_column(String(30))
 
     # Loaded on access; lists that show many contacts ask for them with selectinload.
     values: Mapped[list["ContactFieldValue"]] = relationship(back_populates="contact", cascade="all, delete-orphan")

@@ -5,11 +5,11 @@ from datetime import date
 from functools import lru_cache
 
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import and_, func, select, union_all
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 
-from webapp.crm import hand_edits, hooks
+from webapp.crm import hand_edits, hooks, search
 from webapp.crm.models import (
     FIELD_TYPES, STANDARD_FIELDS, Contact, ContactField, ContactFieldValue, ContactTag, Tag,
 )
@@ -51,11 +51,6 @@ def _validated(raw: str) -> str | None:
         return None
 
 
-def _prefix_range(column, prefix: str):
-    """An index-friendly 'starts with' on a lower-cased column."""
-    return and_(column >= prefix, column < prefix + "\uffff")
-
-
 @dataclass
 class Page:
     """One page of a list and what the pager needs."""
@@ -81,36 +76,16 @@ class Page:
         return self.page < self.pages
 
 
-def _search_ids(q: str):
-    """Ids whose email, full name or last name starts with q: three index range scans, so the
-    planner never walks the whole table newest-first testing an OR on every row."""
-    return union_all(*(select(Contact.id).where(_prefix_range(column, q))
-                       for column in (Contact.email_lower, Contact.name_key, Contact.last_key)))
-
-
-def search_contacts(q: str = "", tag_id: int | None = None, page: int = 1, per_page: int = 50) -> Page:
-    """Newest contacts first, narrowed by an email or name prefix and a tag, one page at a time."""
-    q = (q or "").strip().lower()
-    query = select(Contact)
-    if q:
-        query = query.where(Contact.id.in_(_search_ids(q)))
-    if tag_id and not q:
-        # Walk the (tag_id, contact_id) index newest-first; a common tag would otherwise build a
-        # list of most contacts' ids before the first page.
-        total = db.session.scalar(select(func.count()).select_from(ContactTag).where(ContactTag.tag_id == tag_id))
-        query = query.join(ContactTag, ContactTag.contact_id == Contact.id).where(ContactTag.tag_id == tag_id)
-        order = ContactTag.contact_id.desc()
-    else:
-        if tag_id:
-            query = query.where(Contact.id.in_(select(ContactTag.contact_id).where(ContactTag.tag_id == tag_id)))
-        total = db.session.scalar(query.with_only_columns(func.count(Contact.id)).order_by(None))
-        order = Contact.id.desc()
+def search_contacts(q: str = "", tag_id: int | None = None, page: int = 1, per_page: int = 50,
+                    sort: str | search.Sort | None = None) -> Page:
+    """One page of contacts by search, tag and whitelisted order (rules in crm/search.py)."""
+    listing = search.Listing(q, tag_id, sort if isinstance(sort, search.Sort) else search.parse_sort(sort))
+    total = listing.count()
     page = max(1, min(page, max(1, math.ceil(total / per_page))))
-    items = db.session.scalars(
-        query.order_by(order).options(selectinload(Contact.tag_links))
-        .limit(per_page).offset((page - 1) * per_page)
-    ).all()
-    return Page(items=list(items), total=total, page=page, per_page=per_page)
+    ids = listing.page_ids(per_page, (page - 1) * per_page) if total else []
+    loaded = {c.id: c for c in db.session.scalars(
+        select(Contact).where(Contact.id.in_(ids)).options(selectinload(Contact.tag_links)))} if ids else {}
+    return Page(items=[loaded[i] for i in ids if i in loaded], total=total, page=page, per_page=per_page)
 
 
 def find_contact_by_email(email: str) -> Contact | None:

@@ -1,7 +1,7 @@
 """Contacts, fields and tags pages; thin views over crm.service."""
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 
-from webapp.crm import history, hooks, service
+from webapp.crm import history, hooks, search, service
 from webapp.crm.contact_commerce import badge_class, commerce_for_contact
 from webapp.crm.forms import ContactForm, FieldForm, RenameFieldForm, TagForm
 from webapp.crm.models import Contact, ContactField
@@ -39,8 +39,10 @@ def contacts():
     """The contact list; htmx asks for just the table while the user types or pages."""
     q = request.args.get("q", "")[:200]
     tag_id = _int_arg("tag")
-    page = service.search_contacts(q, tag_id, _int_arg("page", 1), per_page=_per_page())
-    ctx = {"page": page, "q": q, "tag_id": tag_id}
+    sort = search.parse_sort(request.args.get("sort"))
+    page = service.search_contacts(q, tag_id, _int_arg("page", 1), per_page=_per_page(), sort=sort)
+    ctx = {"page": page, "q": q, "tag_id": tag_id, "sort": sort, "format_amount": format_amount,
+           "badge_class": badge_class}
     if _is_fragment("contact-table"):
         return render_template("crm/_contact_table.html", **ctx)
     return render_template("crm/contacts.html", tags=service.all_tags(), **ctx)

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import bindparam, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 
+from webapp.crm.summary import contacts_changed_in_session, refresh_summaries
 from webapp.extensions import db
 from webapp.stripe_sync import synclog
 from webapp.stripe_sync.apply import commerce, customer_store
@@ -203,6 +204,7 @@ def _transaction(source: Source, isolated: bool) -> BatchResult:
         cache.flush()
     source.write_log(result)
     _write_statuses(result)
+    refresh_summaries({a.contact_id for a in result.applied if a.contact_id} | contacts_changed_in_session())
     source.end(result)
     return result
 
