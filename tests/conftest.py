@@ -449,12 +449,7 @@ def page(browser, live_server, htmx_js):
 @pytest.fixture
 def logged_in_page(page, admin):
     """A browser page after logging in through the form."""
-    page.goto("/login")
-    page.get_by_label("Email").fill(ADMIN_EMAIL)
-    page.get_by_label("Password").fill(ADMIN_PASSWORD)
-    page.get_by_role("button", name="Log in").click()
-    page.wait_for_url("**/contacts")
-    return page
+    return log_in(page)
 
 
 # --- accessibility (axe-core) ----------------------------------------------------------------------
