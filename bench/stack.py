@@ -76,7 +76,7 @@ class Stack:
     def __init__(self, database_url: str | None = None, web_workers: int = 2, wsgi: str = "app:app",
                  kind: str = "customer", extra_env: dict | None = None, *, kinds: tuple[str, ...] | None = None,
                  livemode: bool = False, secret_key: str | None = None, stripe_api_base: str | None = None,
-                 mapping: str = "object", account_id: str = "acct_bench"):
+                 mapping: str = "object", account_id: str = "acct_bench", keep: bool = False):
         if mapping not in MAPPINGS:
             raise ValueError(f"mapping must be one of {sorted(MAPPINGS)}, not {mapping!r}")
         self.tmp = Path(tempfile.mkdtemp(prefix="crm-bench-"))
@@ -93,6 +93,7 @@ class Stack:
         self.stripe_api_base = stripe_api_base
         self.mapping = mapping
         self.account_id = account_id
+        self.keep = keep  # leave the SQLite file (and the PostgreSQL database) for a look afterwards
         self.plan_field_key: str | None = None
         self.redis = RedisServer(data_dir=self.tmp / "redis")
         self.port = free_port()
@@ -136,6 +137,8 @@ class Stack:
         self.redis.stop()
         if getattr(self, "_engine", None) is not None:
             self._engine.dispose()
+        if self.keep:
+            return
         if self.pg_server:
             pg_admin(self.pg_server, f"DROP DATABASE IF EXISTS {self.pg_name} WITH (FORCE)")
         shutil.rmtree(self.tmp, ignore_errors=True)

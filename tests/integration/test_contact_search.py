@@ -4,7 +4,7 @@ terms, odd characters taken literally, combined with a tag, on SQLite (FTS5 trig
 import re
 
 import pytest
-from webapp.crm import service
+from webapp.crm import search, service
 from webapp.crm.models import Contact, ContactStripeCustomer
 from webapp.stripe_sync.models import StripeAccount
 
@@ -142,3 +142,29 @@ def test_the_page_says_what_it_searched(auth_client, people):
     html = auth_client.get("/contacts?q=unez").get_data(as_text=True)
     assert "1 contact matching “unez”" in html and "ana.nunez@correo.example.org" in html
     assert 'placeholder="Search by email, name or Stripe customer ID"' in html
+
+
+def test_a_search_matching_most_contacts_stops_counting_and_says_so(app, auth_client, db, monkeypatch):
+    # The real step is 10,000; a small one shows the same behaviour on eleven contacts.
+    monkeypatch.setattr(service, "COUNT_STEP", 4)
+    monkeypatch.setattr(search, "WALK_ABOVE", 2)
+    for n in range(11):
+        service.save_contact(None, {"email": f"reader{n}@library.test", "first_name": "Reader"})
+    first = service.search_contacts("brary", per_page=3)
+    assert first.capped and first.total_label == "4+" and first.pages_label == "2+" and first.has_next
+    assert [c.email for c in first.items] == ["reader10@library.test", "reader9@library.test", "reader8@library.test"]
+    # Asking for a page past the first count counts far enough to know the whole of it.
+    third = service.search_contacts("brary", page=3, per_page=3)
+    assert not third.capped and third.total_label == "11" and third.pages == 4
+    assert [c.email for c in third.items] == ["reader4@library.test", "reader3@library.test", "reader2@library.test"]
+    last = service.search_contacts("brary", page=4, per_page=3, sort="email")
+    assert [c.email for c in last.items] == ["reader8@library.test", "reader9@library.test"]  # reader10 sorts after reader1
+    assert not last.has_next
+    assert service.search_contacts("re", per_page=3).total_label == "4+"  # two letters: the prefix ranges
+    assert service.search_contacts("", per_page=3).total_label == "11"  # no search: always the exact number
+
+    app.config["CONTACTS_PER_PAGE"] = 3
+    html = auth_client.get("/contacts?q=brary", headers=HTMX).get_data(as_text=True)
+    assert "4+ contacts matching “brary”" in html and "Page 1 of 2+" in html and "Next →" in html
+    html = auth_client.get("/contacts?q=brary&page=4", headers=HTMX).get_data(as_text=True)
+    assert "11 contacts matching “brary”" in html and "Page 4 of 4" in html and "Next →" not in html

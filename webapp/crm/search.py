@@ -12,6 +12,11 @@ Matching (`Listing`, for service.search_contacts):
 - A term that starts with `cus_` also matches the Stripe customer ids linked to contacts
   (contact_stripe_customers) by prefix, exactly as typed (Stripe ids are case-sensitive).
 
+Counting: a search counts its matches only as far as it needs. `Listing(count_cap=N)` stops at N + 1,
+so "example", which may match every contact, costs a tenth of a pass over the table; the list then
+says "10,000+" (crm/service.search_contacts picks N from the page asked for). Lists without a term
+are always counted exactly (an index count).
+
 Ordering: SORTS, by a whitelisted `sort` parameter (`-` for descending); anything else is the
 default, newest first. Each sortable column has an index ending in id, the tie-break. Contacts
 without a value (no payment, no subscription) come after those with one in both directions, so a
@@ -118,7 +123,7 @@ def _prefix_range(col, prefix: str):
 class Listing:
     """One request's filter and order: counts the matches and reads one page of ids."""
 
-    def __init__(self, q: str | None, tag_id: int | None, sort: Sort):
+    def __init__(self, q: str | None, tag_id: int | None, sort: Sort, count_cap: int | None = None):
         """Normalise the term once; the dialect decides FTS5 or pg_trgm."""
         self.term = normalise(q)
         raw = " ".join(_CONTROL.sub(" ", q or "").split())
@@ -128,6 +133,8 @@ class Listing:
         self.sqlite = db.session.get_bind().dialect.name == "sqlite"
         self.substring = len(self.term) >= MIN_TRIGRAM
         self._total: int | None = None
+        # A search stops counting past this (never below WALK_ABOVE, which page_ids compares with).
+        self.count_cap = max(count_cap, WALK_ABOVE) if count_cap is not None and self.term else None
         if self.substring and not self.sqlite:
             # psycopg prepares a statement run 5 times on a connection; a plan made for any pattern
             # cannot use the trigram indexes, so each search is planned for its own pattern.
@@ -194,24 +201,32 @@ class Listing:
     # --- how many ------------------------------------------------------------------------------
 
     def count(self) -> int:
-        """Matching contacts."""
+        """Matching contacts; with a count_cap, at most count_cap + 1 (see `capped`)."""
         if self._total is None:
             self._total = db.session.scalar(self._count_query())
         return self._total
 
+    @property
+    def capped(self) -> bool:
+        """Whether more than count_cap contacts match, so count() is not the whole number."""
+        return self.count_cap is not None and self.count() > self.count_cap
+
     def _count_query(self):
-        """The cheapest count for the case."""
+        """The cheapest count for the case, stopping after count_cap + 1 matches when capped."""
         if not self.term and self.tag_id:
             return select(func.count()).select_from(ContactTag).where(ContactTag.tag_id == self.tag_id)
         if self._fts_only:
-            query = select(func.count()).select_from(_fts).where(self._fts_match())
-            return query.where(self._tagged_row()) if self.tag_id else query
-        if self.term and not self.substring and not self.tag_id:
+            matches = select(_fts.c.rowid).where(self._fts_match())
+            matches = matches.where(self._tagged_row()) if self.tag_id else matches
+        elif self.term and not self.substring and not self.tag_id:
             # The prefix ranges' ids, each once, without joining back to contacts.
-            ranges = [select(Contact.id).where(_prefix_range(col, self.term))
-                      for col in (Contact.email_lower, Contact.name_key, Contact.last_key)]
-            return select(func.count()).select_from(union(*ranges).subquery())
-        return select(func.count()).select_from(Contact).where(*self.conditions())  # count(*): no column read
+            matches = union(*(select(Contact.id).where(_prefix_range(col, self.term))
+                              for col in (Contact.email_lower, Contact.name_key, Contact.last_key)))
+        else:
+            matches = select(Contact.id).where(*self.conditions())
+        if self.count_cap is not None:
+            matches = matches.limit(self.count_cap + 1)
+        return select(func.count()).select_from(matches.subquery())
 
     # --- one page ------------------------------------------------------------------------------
 

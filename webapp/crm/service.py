@@ -20,6 +20,9 @@ STANDARD_LABELS = {label.lower() for _key, label, _type in STANDARD_FIELDS}
 # A dropdown holds every country (about 250) with room to spare; an option is as long as a tag name.
 MAX_OPTIONS = 500
 MAX_OPTION_LENGTH = 200
+# A search that matches more contacts than this says "10,000+" instead of counting them all (a
+# whole pass over the table for a term like the shared email domain).
+COUNT_STEP = 10_000
 
 
 class ValidationError(Exception):
@@ -59,6 +62,17 @@ class Page:
     total: int
     page: int
     per_page: int
+    capped: bool = False  # more than `total` match: the list says "10,000+", and Next stays
+
+    @property
+    def total_label(self) -> str:
+        """How many, as the list shows it: "1,234", or "10,000+" when counting stopped there."""
+        return "{:,}".format(self.total) + ("+" if self.capped else "")
+
+    @property
+    def pages_label(self) -> str:
+        """The pager's "of N" (with "+" when counting stopped)."""
+        return "{:,}".format(self.pages) + ("+" if self.capped else "")
 
     @property
     def pages(self) -> int:
@@ -73,19 +87,24 @@ class Page:
     @property
     def has_next(self) -> bool:
         """Whether a next page exists."""
-        return self.page < self.pages
+        return self.page < self.pages or self.capped
 
 
 def search_contacts(q: str = "", tag_id: int | None = None, page: int = 1, per_page: int = 50,
                     sort: str | search.Sort | None = None) -> Page:
     """One page of contacts by search, tag and whitelisted order (rules in crm/search.py)."""
-    listing = search.Listing(q, tag_id, sort if isinstance(sort, search.Sort) else search.parse_sort(sort))
-    total = listing.count()
+    # A search counts in steps of COUNT_STEP, far enough to cover the page asked for.
+    cap = COUNT_STEP * max(1, math.ceil(max(1, page) * per_page / COUNT_STEP))
+    listing = search.Listing(q, tag_id, sort if isinstance(sort, search.Sort) else search.parse_sort(sort),
+                             count_cap=cap)
+    capped = listing.capped
+    total = listing.count_cap if capped else listing.count()
     page = max(1, min(page, max(1, math.ceil(total / per_page))))
     ids = listing.page_ids(per_page, (page - 1) * per_page) if total else []
     loaded = {c.id: c for c in db.session.scalars(
         select(Contact).where(Contact.id.in_(ids)).options(selectinload(Contact.tag_links)))} if ids else {}
-    return Page(items=[loaded[i] for i in ids if i in loaded], total=total, page=page, per_page=per_page)
+    return Page(items=[loaded[i] for i in ids if i in loaded], total=total, page=page, per_page=per_page,
+                capped=capped)
 
 
 def find_contact_by_email(email: str) -> Contact | None:
