@@ -69,7 +69,9 @@ class Contact(db.Model):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     # Figures the contacts list shows and sorts by, derived from Stripe data by crm/summary.py.
-    lifetime_value: Mapped[int] = mapped_column(default=0, server_default="0")  # minor units of lifetime_currency
+    # Minor units of lifetime_currency. The column's server default (migration 0012) is for rows that
+    # existed before it; declared here too, it made SQLite insert a batch's contacts one at a time.
+    lifetime_value: Mapped[int] = mapped_column(default=0)
     lifetime_currency: Mapped[Optional[str]] = mapped_column(String(3))
     last_payment_at: Mapped[Optional[datetime]] = mapped_column()
     subscription_status: Mapped[Optional[str]] = mapped_column(String(30))
