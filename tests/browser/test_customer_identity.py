@@ -6,8 +6,8 @@ import requests
 from playwright.sync_api import expect
 
 from tests.helpers import ACCOUNT_ID, event_path, sign
-from webapp.crm import service
-from webapp.stripe_sync.models import FieldMapping, StripeResource
+from tests.browser.test_mapping_modal import add_row, create_field
+from webapp.stripe_sync.models import StripeResource
 
 pytestmark = pytest.mark.browser
 
@@ -60,15 +60,24 @@ def test_resync_fills_a_newly_mapped_field_on_existing_contacts(logged_in_page, 
     run_worker()
     expect(progress.locator(".backfill-state")).to_have_text("finished", timeout=15_000)
 
-    city = service.create_field("City", "text")  # mapped after the first import
-    stored = db.session.get(StripeResource, resource.id)
-    stored.mappings.append(FieldMapping(position=5, stripe_field="address.city", field_id=city.id))
-    db.session.commit()
     page.goto("/contacts")
     page.get_by_role("link", name="bo@example.com").click()
     expect(page.locator(".details")).not_to_contain_text("Boston")
 
+    # City is mapped after the first import, through "Update field mapping", into a field made there.
     page.goto("/apps/stripe")
+    page.get_by_role("button", name="Customer", exact=True).click()
+    dialog = page.locator("dialog#modal")
+    expect(dialog).to_contain_text("Field mapping: Customer")
+    row = add_row(dialog)
+    row.get_by_label("Stripe field").select_option(label="City")
+    create_field(row, "City", "Text")
+    expect(dialog.locator(".mapping-row").last.get_by_label("CRM field").locator("option:checked")).to_have_text("City")
+    dialog.get_by_role("button", name="Finish").click()
+    expect(page.get_by_text("Field mapping for Customer updated")).to_be_visible()
+    db.session.expire_all()
+    assert "address.city" in [m.stripe_field for m in db.session.get(StripeResource, resource.id).mappings]
+
     page.get_by_role("button", name="Re-sync existing records").click()
     expect(progress.locator(".backfill-state")).to_have_text("queued")
     run_worker()

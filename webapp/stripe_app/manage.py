@@ -157,14 +157,14 @@ def mapping_edit(resource_id):
 
 @bp.route("/stripe/resources/<int:resource_id>/mapping", methods=["POST"])
 def mapping_save(resource_id):
-    """"Finish": new events use the new mapping; contacts synced before are not touched."""
+    """"Finish": new events use the new mapping; contacts synced before change only on a re-sync."""
     res = _resource_or_404(resource_id)
     rows = rows_from_form(request.form, flow.email_field_id())
     result = flow.save_mapping(res, rows)
     if not result.ok:
         return _mapping_editor(res, result.rows, 422, result.general, request.form.getlist("meta"))
-    flash(f"Field mapping for {res.name} updated. Events from now on use it; contacts synced before keep "
-          "their values.", "success")
+    flash(f"Field mapping for {res.name} updated. Events from now on use it; to fill it in on contacts "
+          "synced before, use “Re-sync existing records”.", "success")
     return htmx_redirect(url_for("apps.stripe_page"))
 
 
