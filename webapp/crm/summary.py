@@ -3,10 +3,11 @@
 `refresh_summaries(contact_ids)` recomputes them from the rows they derive from, in a fixed number
 of statements per 500 contacts (three reads, the current values, one UPDATE executemany for the
 contacts whose figures changed), inside the caller's transaction. The Stripe sync calls it once
-per batch, after the batch's event statuses are written, for the contacts of its payment events
-(PAYMENT_EVENT_TYPES, for last_payment_at) plus `contacts_changed_in_session()`: the owners, old
-and new, of every buyer record, order and recurring payment the session wrote (a refund changes
-another contact's order; a subscription can move). A customer event changes none of the figures.
+per batch, through `refresh_after_events`, after the batch's event statuses are written: for the
+contacts of its payment events (PAYMENT_EVENT_TYPES, for last_payment_at) plus
+`contacts_changed_in_session()`, the owners, old and new, of every buyer record, order and
+recurring payment the session wrote (a refund changes another contact's order; a subscription can
+move). A customer event changes none of the figures.
 
 What each figure means:
 - lifetime_value / lifetime_currency: the sum of the contact's buyer records' `total_revenue` (one
@@ -76,6 +77,12 @@ def refresh_summaries(contact_ids: Iterable[int | None]) -> int:
     for start in range(0, len(ids), CHUNK):
         changed += _refresh(ids[start:start + CHUNK])
     return changed
+
+
+def refresh_after_events(events: Iterable[tuple[int | None, str]]) -> int:
+    """After a batch of (contact id, event type): only payments and commerce rows move the figures."""
+    return refresh_summaries({contact_id for contact_id, event_type in events if event_type in PAYMENT_EVENT_TYPES}
+                             | contacts_changed_in_session())
 
 
 def _refresh(ids: list[int]) -> int:

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import bindparam, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from webapp.crm.summary import PAYMENT_EVENT_TYPES, contacts_changed_in_session, refresh_summaries
+from webapp.crm.summary import refresh_after_events
 from webapp.extensions import db
 from webapp.stripe_sync import synclog
 from webapp.stripe_sync.apply import commerce, customer_store
@@ -204,9 +204,7 @@ def _transaction(source: Source, isolated: bool) -> BatchResult:
         cache.flush()
     source.write_log(result)
     _write_statuses(result)
-    # Only payments and commerce rows move the list's figures; a customer event changes none of them.
-    refresh_summaries({a.contact_id for a in result.applied if a.contact_id and a.item.ref.type in PAYMENT_EVENT_TYPES}
-                      | contacts_changed_in_session())
+    refresh_after_events((a.contact_id, a.item.ref.type) for a in result.applied)
     source.end(result)
     return result
 
