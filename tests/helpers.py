@@ -183,6 +183,25 @@ def connect(auth_client, db, key, kind="customer", extra=(("extra", "name", "fir
     return db.session.query(StripeResource).filter_by(kind=kind).one()
 
 
+def add_mapping_row(dialog):
+    """"Add field mapping"; returns the new row once htmx has wired it up. A row is in the page before
+    htmx processes it (it carries `htmx-added` until then), and a choice made in that moment sends no
+    request: no person is that quick, a test is."""
+    import re
+
+    from playwright.sync_api import expect
+
+    rows = dialog.locator(".mapping-row")
+    add = dialog.get_by_role("button", name="Add field mapping")
+    expect(add).to_be_visible()  # the mapping step has arrived, its rows with it
+    count = rows.count()
+    add.click()
+    expect(rows).to_have_count(count + 1)
+    row = rows.nth(count)
+    expect(row).not_to_have_class(re.compile(r"\bhtmx-added\b"))
+    return row
+
+
 def open_connect_modal(page):
     """Apps → search "Stripe" → Connect Account, as a marketer clicks it; returns the dialog."""
     from playwright.sync_api import expect

@@ -5,7 +5,7 @@ import pytest
 import stripe
 from playwright.sync_api import expect
 
-from tests.helpers import open_connect_modal
+from tests.helpers import add_mapping_row, open_connect_modal
 
 pytestmark = pytest.mark.browser
 
@@ -32,10 +32,8 @@ def test_click_path_to_a_finished_connection(logged_in_page, stripe_double, stri
 
     # Mapping: Email row, Stripe ID row, then add two rows and remove one.
     expect(dialog.locator(".mapping-row")).to_have_count(2)
-    dialog.get_by_role("button", name="Add field mapping").click()
-    expect(dialog.locator(".mapping-row")).to_have_count(3)
-    dialog.get_by_role("button", name="Add field mapping").click()
-    expect(dialog.locator(".mapping-row")).to_have_count(4)
+    add_mapping_row(dialog)
+    add_mapping_row(dialog)
     dialog.get_by_role("button", name="Remove field mapping").last.click()
     expect(dialog.locator(".mapping-row")).to_have_count(3)
     row = dialog.locator(".mapping-row").nth(2)
@@ -94,8 +92,7 @@ def test_mapping_changes_log_no_errors_and_finish_is_disabled_while_it_saves(log
     dialog.get_by_role("button", name="Connect").click()
     dialog.get_by_label("Choose Resource").select_option(label="Customer")
     dialog.get_by_role("button", name="Continue").click()
-    dialog.get_by_role("button", name="Add field mapping").click()
-    row = dialog.locator(".mapping-row").nth(2)
+    row = add_mapping_row(dialog)
     row.get_by_label("Stripe field").select_option(label="Customer Name")
     expect(dialog.get_by_text("split into First Name and Last Name")).to_be_visible()
     expect(row.get_by_label("CRM field").locator("option:checked")).to_have_text("First Name + Last Name")

@@ -5,8 +5,8 @@ import pytest
 import requests
 from playwright.sync_api import expect
 
-from tests.helpers import ACCOUNT_ID, event_path, sign
-from tests.browser.test_mapping_modal import add_row, create_field
+from tests.helpers import ACCOUNT_ID, add_mapping_row, event_path, sign
+from tests.browser.test_mapping_modal import create_field
 from webapp.stripe_sync.models import StripeResource
 
 pytestmark = pytest.mark.browser
@@ -69,7 +69,7 @@ def test_resync_fills_a_newly_mapped_field_on_existing_contacts(logged_in_page, 
     page.get_by_role("button", name="Customer", exact=True).click()
     dialog = page.locator("dialog#modal")
     expect(dialog).to_contain_text("Field mapping: Customer")
-    row = add_row(dialog)
+    row = add_mapping_row(dialog)
     row.get_by_label("Stripe field").select_option(label="City")
     create_field(row, "City", "Text")
     expect(dialog.locator(".mapping-row").last.get_by_label("CRM field").locator("option:checked")).to_have_text("City")

@@ -4,7 +4,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from tests.helpers import EVENTS_DIR, connect, event_bytes_with
+from tests.helpers import EVENTS_DIR, add_mapping_row, connect, event_bytes_with
 from webapp.crm import service
 from webapp.stripe_sync.models import StripeResource
 
@@ -25,8 +25,7 @@ def connect_in_browser(page, key, kind="Customer", map_name=True):
     dialog.get_by_label("Sync type").select_option(label="Sync new records only")
     dialog.get_by_role("button", name="Continue").click()
     if map_name:
-        dialog.get_by_role("button", name="Add field mapping").click()
-        dialog.locator(".mapping-row").nth(2).get_by_label("Stripe field").select_option(label="Customer Name")
+        add_mapping_row(dialog).get_by_label("Stripe field").select_option(label="Customer Name")
         # Left as shown: a Customer Name row with no CRM field chosen maps "First Name + Last Name"
         # (test_connect_stripe.py and test_mapping_modal.py check the select itself).
     dialog.get_by_role("button", name="Finish").click()
@@ -138,9 +137,7 @@ def test_mapping_update_removal_disconnect_and_second_account(logged_in_page, ap
     expect(dialog.locator(".mapping-row")).to_have_count(3)
     dialog.get_by_role("button", name="Remove field mapping").first.click()
     expect(dialog.locator(".mapping-row")).to_have_count(2)
-    dialog.get_by_role("button", name="Add field mapping").click()
-    expect(dialog.locator(".mapping-row")).to_have_count(3)
-    dialog.locator(".mapping-row").last.get_by_label("Stripe field").select_option(label="Customer Description")
+    add_mapping_row(dialog).get_by_label("Stripe field").select_option(label="Customer Description")
     dialog.locator(".mapping-row").last.get_by_label("CRM field").select_option(label="Notes")
     dialog.get_by_role("button", name="Finish").click()
     expect(page.get_by_text("Field mapping for Customer updated")).to_be_visible()

@@ -6,7 +6,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.browser.test_manage_stripe import post
-from tests.helpers import ACCOUNT_ID, event_bytes_with, field_id, open_connect_modal
+from tests.helpers import ACCOUNT_ID, add_mapping_row, event_bytes_with, field_id, open_connect_modal
 from webapp.crm import service
 from webapp.crm.models import ContactField
 from webapp.stripe_sync.models import StripeResource
@@ -26,14 +26,6 @@ def to_mapping(page, key, kind="Customer"):
     return dialog
 
 
-def add_row(dialog):
-    """"Add field mapping"; returns the new row."""
-    count = dialog.locator(".mapping-row").count()
-    dialog.get_by_role("button", name="Add field mapping").click()
-    expect(dialog.locator(".mapping-row")).to_have_count(count + 1)
-    return dialog.locator(".mapping-row").nth(count)
-
-
 def visible_options(select) -> list[str]:
     """The option texts a user sees in a select (hidden ones left out)."""
     return select.evaluate("s => [...s.options].filter(o => !o.hidden).map(o => o.textContent.trim())")
@@ -50,7 +42,7 @@ def create_field(row, name, type_label):
 def test_the_customer_name_row_needs_no_guess(logged_in_page, app, db, stripe_double, stripe_key, run_worker):
     page = logged_in_page
     dialog = to_mapping(page, stripe_key)
-    row = add_row(dialog)
+    row = add_mapping_row(dialog)
     row.get_by_label("Stripe field").select_option(label="Customer Name")
     crm = dialog.locator(".mapping-row").nth(2).get_by_label("CRM field")
     expect(crm.locator("option:checked")).to_have_text("First Name + Last Name")
@@ -80,7 +72,7 @@ def test_a_field_created_from_the_modal_is_selected_and_used(logged_in_page, app
                                                               run_worker):
     page = logged_in_page
     dialog = to_mapping(page, stripe_key)
-    row = add_row(dialog)
+    row = add_mapping_row(dialog)
     row.get_by_label("Stripe field").select_option(label="Metadata: plan_tier")
     expect(row.get_by_label("CRM field")).to_have_value("")
     create_field(row, "Plan", "Text")
@@ -117,8 +109,8 @@ def test_preview_with_a_recent_customer(logged_in_page, db, stripe_double, strip
                                address={"city": "London"}, created=int(time.time()) + 60)
     page = logged_in_page
     dialog = to_mapping(page, stripe_key)
-    add_row(dialog).get_by_label("Stripe field").select_option(label="Customer Name")
-    row = add_row(dialog)
+    add_mapping_row(dialog).get_by_label("Stripe field").select_option(label="Customer Name")
+    row = add_mapping_row(dialog)
     create_field(row, "Lucky number", "Number")  # no Stripe field chosen yet: every type is offered
     row = dialog.locator(".mapping-row").nth(3)
     expect(row.get_by_label("CRM field").locator("option:checked")).to_have_text("Lucky number")
